@@ -12,8 +12,8 @@
 CC       ?= gcc
 BUILD    ?= build
 SANFLAGS ?=
-CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+OPT      ?= -O2 -g
+WFLAGS    = $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wno-unused-parameter -fno-strict-aliasing \
             -pthread -I. $(SANFLAGS)
 PKGS      = libpq libssl libcrypto libnats
@@ -21,7 +21,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I$(shell pg_conf
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpq -lssl -lcrypto -lnats)
 LDLIBS    = $(PKG_LIBS) -lev -lcrypt -lpthread -lm
 LDFLAGS  += $(SANFLAGS)
-CFLAGS   += $(PKG_CFLAGS)
+ALL_CFLAGS = $(WFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 
 PYTHON   ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
@@ -36,7 +36,7 @@ sql_src     := $(filter-out sql/test_%,$(wildcard sql/*.c))
 imapctl_src := imapd/imapctl.c $(sql_src)
 test_src    := $(wildcard lib/test_*.c notify/test_*.c imapd/test_*.c storaged/test_*.c)
 
-obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 # imapd's objects without main(), so unit tests can link them.
 imapd_core  := $(filter-out imapd/main.c,$(imapd_src))
@@ -74,14 +74,14 @@ $(BUILD)/notify-tail: $(call obj,notify/notify_tail.c) $(BUILD)/libnotify.a $(BU
 $(BUILD)/unit_tests: $(call obj,$(test_src) tests/unit/runner.c $(imapd_core) $(storaged_core)) $(BUILD)/libnotify.a $(BUILD)/libmail.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g" \
+	$(MAKE) BUILD=build-asan OPT="-O1 -g" \
 	  SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
 ubsan: asan
@@ -95,7 +95,9 @@ pytest: all
 
 # The full suite: unit and protocol tests on the normal build, then the
 # same under AddressSanitizer and UndefinedBehaviorSanitizer.
-test: all asan
+test:
+	deploy/install-deps
+	$(MAKE) all asan
 	$(BUILD)/unit_tests
 	build-asan/unit_tests
 	MAIL_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests
@@ -103,8 +105,8 @@ test: all asan
 
 fuzz:
 	@mkdir -p build-fuzz
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
-	  -o build-fuzz/fuzz_parser imapd/fuzz_parser.c imapd/parser.c lib/arena.c lib/buf.c lib/util.c
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o build-fuzz/fuzz_parser imapd/fuzz_parser.c imapd/parser.c imapd/seqset.c lib/arena.c lib/buf.c lib/util.c
 	@mkdir -p build-fuzz/corpus
 	cp -n imapd/fuzz_corpus/* build-fuzz/corpus/ 2>/dev/null || true
 	build-fuzz/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus
@@ -112,7 +114,9 @@ fuzz:
 deps:
 	deploy/install-deps
 
-run: all
+run:
+	deploy/install-deps
+	$(MAKE) all
 	deploy/local/stack up --demo
 
 stop:

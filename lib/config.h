@@ -23,6 +23,7 @@ struct config {
 	char *pg_conninfo;
 	int64_t pg_pool_size;
 	int64_t pg_retry_max_ms;
+	int64_t pg_max_queue;
 	/* NATS */
 	char *nats_url;
 	char *nats_subject_prefix;
@@ -42,7 +43,7 @@ struct config {
 	int64_t max_append_size;
 	int64_t max_nesting;
 	int64_t max_args;
-	int64_t max_pipelined;
+	int64_t max_input_queue;
 	int64_t max_output;
 	int64_t max_bad_commands;
 	int64_t max_sessions;
@@ -51,6 +52,7 @@ struct config {
 	int64_t login_delay_ms;
 	int64_t login_delay_max_ms;
 	int64_t login_fail_window;
+	int64_t login_fail_addresses;
 	/* storaged */
 	char *lmtp_listen;
 	int64_t tombstone_retention;

@@ -65,16 +65,16 @@ TEST(config_defaults_file_env)
 	FILE *f = fdopen(fd, "w");
 	fprintf(f, "# comment\nmax_line_length = 16k\nimap_listen = \"127.0.0.1:1143\"\n");
 	fclose(f);
-	setenv("MAX_PIPELINED", "7", 1);
+	setenv("MAX_INPUT_QUEUE", "70000", 1);
 	struct config cfg;
 	char err[256];
 	CHECK(config_load(&cfg, path, err, sizeof(err)) == 0);
 	CHECK_EQ_INT(cfg.max_line_length, 16384);
-	CHECK_EQ_INT(cfg.max_pipelined, 7);
+	CHECK_EQ_INT(cfg.max_input_queue, 70000);
 	CHECK(strcmp(cfg.imap_listen, "127.0.0.1:1143") == 0);
 	CHECK_EQ_INT(cfg.max_bad_commands, 20);
 	config_free(&cfg);
-	unsetenv("MAX_PIPELINED");
+	unsetenv("MAX_INPUT_QUEUE");
 
 	f = fopen(path, "w");
 	fprintf(f, "max_line_length = 100\n");	/* below the RFC 7162 minimum */
@@ -101,4 +101,31 @@ TEST(config_hostport)
 	CHECK(strcmp(h, "::1") == 0 && strcmp(p, "993") == 0);
 	CHECK(config_split_hostport("nohost", h, sizeof(h), p, sizeof(p)) < 0);
 	CHECK(config_split_hostport("h:x1", h, sizeof(h), p, sizeof(p)) < 0);
+}
+
+#include "lib/base64.h"
+
+TEST(base64_roundtrip_and_strictness)
+{
+	struct buf b = BUF_INIT;
+	CHECK(base64_decode("AHVzZXIAcGFzcw==", 16, &b) == 0);
+	CHECK(b.len == 10 && memcmp(buf_ptr(&b), "\0user\0pass", 10) == 0);
+	buf_clear(&b);
+	const char *bad[] = { "A", "AB=C", "A===", "AHVz ZXI=", "QQ=a", "QR==", "QUI=x===" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		buf_clear(&b);
+		CHECK(base64_decode(bad[i], strlen(bad[i]), &b) < 0);
+	}
+	for (size_t n = 0; n < 40; n++) {
+		char raw[40];
+		for (size_t i = 0; i < n; i++)
+			raw[i] = (char)(i * 37 + n);
+		struct buf enc = BUF_INIT, dec = BUF_INIT;
+		base64_encode(raw, n, &enc);
+		CHECK(base64_decode(buf_ptr(&enc), enc.len, &dec) == 0);
+		CHECK(dec.len == n && (n == 0 || memcmp(buf_ptr(&dec), raw, n) == 0));
+		buf_free(&enc);
+		buf_free(&dec);
+	}
+	buf_free(&b);
 }

@@ -1,0 +1,172 @@
+/* commands.c - the command table and the dispatcher.
+ *
+ * One table lists every command, the states it may run in and its flags
+ * (Dovecot's imap-commands.c is the model).  A command not in the table is
+ * answered BAD and is not announced in CAPABILITY.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imapd/imapd.h"
+#include "lib/pg.h"
+
+static const struct cmd_def commands[] = {
+	{ "CAPABILITY", STATE_ANY, cmd_capability, 0 },
+	{ "NOOP", STATE_ANY, cmd_noop, 0 },
+	{ "LOGOUT", STATE_ANY, cmd_logout, 0 },
+	{ "ID", STATE_ANY, cmd_id, 0 },
+	{ "STARTTLS", STATE_NOT_AUTH, cmd_starttls, 0 },
+	{ "LOGIN", STATE_NOT_AUTH, cmd_login, 0 },
+	{ "AUTHENTICATE", STATE_NOT_AUTH, cmd_authenticate, 0 },
+	{ "ENABLE", STATE_AUTH, cmd_enable, 0 },
+	{ "NAMESPACE", STATE_AUTH | STATE_SELECTED, cmd_namespace, 0 },
+};
+
+const struct cmd_def *cmd_lookup(struct str name, bool uid)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+		if (uid != ((commands[i].flags & CMDF_UID) != 0))
+			continue;
+		if (str_ieq(name, commands[i].name))
+			return &commands[i];
+	}
+	return NULL;
+}
+
+static void tagged(struct cmd *c, const char *status, const char *fmt, va_list ap)
+{
+	struct session *s = c->s;
+	session_printf(s, "%s %s ", c->tag, status);
+	if (!s->dead) {
+		buf_vprintf(&s->out, fmt, ap);
+		buf_append(&s->out, "\r\n", 2);
+	}
+}
+
+void cmd_ok(struct cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	tagged(c, "OK", fmt, ap);
+	va_end(ap);
+}
+
+void cmd_no(struct cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	tagged(c, "NO", fmt, ap);
+	va_end(ap);
+}
+
+void cmd_bad(struct cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	tagged(c, "BAD", fmt, ap);
+	va_end(ap);
+	struct session *s = c->s;
+	if (++s->bad_commands >= (unsigned)s->w->cfg->max_bad_commands)
+		session_bye(s, "Too many invalid commands");
+}
+
+void cmd_unavailable(struct cmd *c, const char *err)
+{
+	log_warn(&c->s->log, "%s: database: %s", c->name, err);
+	/* RFC 5530: UNAVAILABLE, the failure is temporary. */
+	cmd_no(c, "[UNAVAILABLE] Service temporarily unavailable, try again");
+}
+
+static void log_command(struct cmd *c)
+{
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	uint64_t us = now_us() - c->started_us;
+	log_debug(&c->s->log, "%s %s%s done in %llu us", c->tag, c->uid ? "UID " : "", c->name,
+		  (unsigned long long)us);
+}
+
+/* End a command: log it, forget it, and either go back to the input loop
+ * (resume: the command was pending) or let the running loop go on. */
+static void finish(struct cmd *c, bool resume)
+{
+	struct session *s = c->s;
+	log_command(c);
+	s->cmd = NULL;
+	/* c lives in the command arena: not touched after this point. */
+	if (resume)
+		session_resume(s);
+	else
+		session_command_reset(s);
+	session_unref(s);	/* the command's reference */
+}
+
+void cmd_done(struct cmd *c)
+{
+	struct session *s = c->s;
+	if (s->cmd != c)
+		return;	/* the session closed meanwhile and dropped the command */
+	finish(c, true);
+}
+
+void cmd_run(struct session *s, const struct imap_command *pc)
+{
+	struct cmd *c = arena_zalloc(&s->cmd_arena, sizeof(*c));
+	c->s = s;
+	c->arena = &s->cmd_arena;
+	c->tag = arena_strndup(c->arena, pc->tag.p, pc->tag.len);
+	c->started_us = now_us();
+
+	if (pc->nargs == 0 || pc->args[0].type != IMAP_ARG_ATOM) {
+		c->name = "?";
+		cmd_bad(c, "Missing command name");
+		goto finished;
+	}
+	struct str name = pc->args[0].str;
+	size_t first = 1;
+	if (str_ieq(name, "UID")) {
+		if (pc->nargs < 2 || pc->args[1].type != IMAP_ARG_ATOM) {
+			c->name = "UID";
+			cmd_bad(c, "UID needs a command");
+			goto finished;
+		}
+		c->uid = true;
+		name = pc->args[1].str;
+		first = 2;
+	}
+	char *upper = arena_strndup(c->arena, name.p, MIN(name.len, (size_t)32));
+	for (char *p = upper; *p; p++)
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
+	c->name = upper;
+	c->def = cmd_lookup(name, c->uid);
+	if (c->def == NULL) {
+		cmd_bad(c, "Unknown command %s%s", c->uid ? "UID " : "", upper);
+		goto finished;
+	}
+	if ((c->def->states & s->state) == 0) {
+		if (s->state == STATE_NOT_AUTH)
+			cmd_bad(c, "Log in first");
+		else
+			cmd_bad(c, "Command not valid in this state");
+		goto finished;
+	}
+	c->args = pc->args + first;
+	c->nargs = pc->nargs - first;
+
+	s->cmd = c;
+	session_ref(s);		/* released by cmd_done */
+	if (c->def->fn(c) == CMD_PENDING)
+		return;
+	if (s->cmd == c)
+		finish(c, false);
+	return;
+
+finished:
+	log_command(c);
+	/* The dispatcher's caller (process_input) continues with the next
+	 * command; reset what this one used. */
+	session_command_reset(s);
+}
