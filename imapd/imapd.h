@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include "imapd/parser.h"
+#include "imapd/seqset.h"
 #include "lib/arena.h"
 #include "lib/buf.h"
 #include "lib/config.h"
@@ -98,6 +99,29 @@ enum {
 	EXT_QRESYNC = 1 << 1,
 };
 
+/* The selected mailbox (SELECTED state) as this session's client sees
+ * it.  DESIGN.md invariant 6: the view changes only when the client is
+ * told.  uids is the client's sequence of UIDs; changes found in the
+ * database wait in pending_* until a point where RFC 3501 7.4.1 allows
+ * telling the client. */
+struct selected {
+	int64_t mailbox_id;
+	char *name;		/* UTF-8, heap */
+	uint32_t uidvalidity;
+	bool readonly;		/* EXAMINE */
+	struct uidset uids;	/* the client's view */
+	uint64_t known_modseq;	/* database changes up to here are in the view or pending */
+	struct uidset recent;	/* UIDs that are \Recent in this session */
+	struct uidset pending_expunge;
+	struct uidset pending_new;
+	char *keywords;		/* space-separated keyword list the client was given */
+	uint64_t *own_modseqs;	/* modseqs of this session's own writes not yet synced */
+	size_t n_own, cap_own;
+	struct pg_req *sync_req;	/* a running sync query */
+	bool sync_again;	/* something changed while it ran */
+	bool gone;		/* the mailbox was deleted or renamed away */
+};
+
 struct session {
 	struct session *prev, *next;
 	struct worker *w;
@@ -126,6 +150,7 @@ struct session {
 	struct imap_parser parser;
 	struct buf in;		/* bytes read, not yet parsed */
 	struct buf out;		/* bytes queued to the client */
+	struct buf append;	/* the streamed APPEND literal (at most max_append_size) */
 
 	struct cmd *cmd;	/* the running command, or NULL */
 	unsigned bad_commands;
@@ -135,6 +160,7 @@ struct session {
 	/* authenticated user */
 	int64_t account_id, tenant_id;
 	char *login;		/* in arena */
+	struct selected *sel;	/* NULL unless SELECTED */
 
 	bool closing;		/* close once output is flushed */
 	bool bye_sent;
@@ -170,6 +196,7 @@ struct cmd {
 	void *state;		/* handler's own state */
 	void (*on_line)(struct cmd *c, struct str line);	/* INPUT_LINE consumer */
 	void (*on_abort)(struct cmd *c);	/* session closing under a pending command */
+	void (*on_drain)(struct cmd *c);	/* called once when queued output fell below the high-water mark */
 	uint64_t started_us;
 };
 
@@ -193,6 +220,9 @@ void session_write(struct session *s, const char *p, size_t n);
 void session_printf(struct session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void session_flush(struct session *s);
+/* Whether so much output is queued that producers should wait for
+ * cmd->on_drain. */
+bool session_output_pending(const struct session *s);
 /* Send "* BYE text" and close once it is flushed. */
 void session_bye(struct session *s, const char *text);
 /* Start TLS on the session (after the tagged OK of STARTTLS was flushed). */
@@ -234,6 +264,27 @@ enum cmd_result cmd_namespace(struct cmd *c);
 enum cmd_result cmd_starttls(struct cmd *c);
 enum cmd_result cmd_login(struct cmd *c);
 enum cmd_result cmd_authenticate(struct cmd *c);
+enum cmd_result cmd_create(struct cmd *c);
+enum cmd_result cmd_delete(struct cmd *c);
+enum cmd_result cmd_rename(struct cmd *c);
+enum cmd_result cmd_subscribe(struct cmd *c);
+enum cmd_result cmd_unsubscribe(struct cmd *c);
+enum cmd_result cmd_list(struct cmd *c);
+enum cmd_result cmd_lsub(struct cmd *c);
+enum cmd_result cmd_status(struct cmd *c);
+enum cmd_result cmd_select(struct cmd *c);
+enum cmd_result cmd_examine(struct cmd *c);
+enum cmd_result cmd_close(struct cmd *c);
+enum cmd_result cmd_unselect(struct cmd *c);
+enum cmd_result cmd_check(struct cmd *c);
+enum cmd_result cmd_expunge(struct cmd *c);
+enum cmd_result cmd_store(struct cmd *c);
+enum cmd_result cmd_fetch(struct cmd *c);
+enum cmd_result cmd_search(struct cmd *c);
+enum cmd_result cmd_append(struct cmd *c);
+enum cmd_result cmd_copy(struct cmd *c);
+enum cmd_result cmd_move(struct cmd *c);
+enum cmd_result cmd_idle(struct cmd *c);
 
 /* ---- auth.c ---- */
 /* Password verification off the loop thread. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "imapd/imapd.h"
+#include "imapd/mailview.h"
 #include "lib/pg.h"
 
 /* Read in pieces of this size; stop reading while max_input_queue bytes
@@ -40,11 +41,13 @@ void session_ref(struct session *s)
 
 static void session_free(struct session *s)
 {
+	sel_free(&s->sel);
 	imap_parser_free(&s->parser);
 	arena_free(&s->cmd_arena);
 	arena_free(&s->arena);
 	buf_free(&s->in);
 	buf_free(&s->out);
+	buf_free(&s->append);
 	free(s);
 }
 
@@ -174,6 +177,11 @@ void session_flush(struct session *s)
 		s->starttls_pending = false;
 		start_tls(s);
 	}
+}
+
+bool session_output_pending(const struct session *s)
+{
+	return s->out.len >= OUTPUT_HIGH_WATER;
 }
 
 void session_bye(struct session *s, const char *text)
@@ -374,7 +382,13 @@ static void write_cb(struct ev_loop *loop, ev_io *io, int revents)
 			read_some(s);
 			process_input(s);
 		} else if (!s->dead && s->out.len < OUTPUT_HIGH_WATER) {
-			process_input(s);
+			if (s->cmd != NULL && s->cmd->on_drain != NULL) {
+				void (*fn)(struct cmd *) = s->cmd->on_drain;
+				s->cmd->on_drain = NULL;
+				fn(s->cmd);
+			} else {
+				process_input(s);
+			}
 		}
 	}
 	session_unref(s);
@@ -382,6 +396,7 @@ static void write_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 void session_command_reset(struct session *s)
 {
+	buf_free(&s->append);
 	imap_parser_reset(&s->parser);
 	arena_reset(&s->cmd_arena);
 }
@@ -446,8 +461,7 @@ static void process_input(struct session *s)
 			cmd_run(s, pc);
 			continue;
 		case IMAP_PARSE_LITERAL_TOOBIG:
-			session_printf(s, "%s NO [TOOBIG] Literal larger than the limit of %lld octets\r\n",
-				       tag, (long long)s->w->cfg->max_literal_size);
+			session_printf(s, "%s NO [TOOBIG] Literal too large\r\n", tag);
 			session_command_reset(s);
 			continue;
 		case IMAP_PARSE_ERROR:
@@ -456,8 +470,12 @@ static void process_input(struct session *s)
 			if (++s->bad_commands >= (unsigned)s->w->cfg->max_bad_commands)
 				session_bye(s, "Too many invalid commands");
 			continue;
-		case IMAP_PARSE_FATAL:
 		case IMAP_PARSE_LITERAL_DATA:
+			/* The APPEND message (literal_hook decided to stream it);
+			 * bounded by max_append_size before it started. */
+			buf_append(&s->append, s->parser.chunk.p, s->parser.chunk.len);
+			continue;
+		case IMAP_PARSE_FATAL:
 		default:
 			session_printf(s, "%s BAD %s\r\n", tag, s->parser.error ? s->parser.error : "Protocol error");
 			session_bye(s, "Cannot continue after this error");
@@ -495,7 +513,10 @@ void session_drain(struct session *s)
 void session_capabilities(struct session *s, struct buf *out)
 {
 	buf_puts(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE");
-	if (s->state == STATE_NOT_AUTH) {
+	if (s->state != STATE_NOT_AUTH) {
+		buf_printf(out, " UIDPLUS MOVE UNSELECT IDLE CHILDREN SPECIAL-USE APPENDLIMIT=%lld",
+			   (long long)s->w->cfg->max_append_size);
+	} else {
 		if (s->w->tls != NULL && s->tls == TLS_NONE)
 			buf_puts(out, " STARTTLS");
 		if (worker_plaintext_allowed(s))
@@ -512,6 +533,20 @@ static void send_greeting(struct session *s)
 	session_printf(s, "* OK [CAPABILITY %s] IMAP server ready\r\n", buf_ptr(&caps));
 	buf_free(&caps);
 	session_flush(s);
+}
+
+/* APPEND's message literal is streamed out of the parser (it may be far
+ * larger than max_literal_size); every other literal is buffered. */
+static enum imap_literal_mode literal_hook(void *ctx, const struct imap_command *sofar,
+					   uint64_t size, bool nonsync)
+{
+	struct session *s = ctx;
+	if (sofar->nargs >= 2 && imap_arg_is_atom(&sofar->args[0], "APPEND")) {
+		if (size > (uint64_t)s->w->cfg->max_append_size || s->state == STATE_NOT_AUTH)
+			return IMAP_LITERAL_REJECT;
+		return IMAP_LITERAL_STREAM;
+	}
+	return IMAP_LITERAL_BUFFER;
 }
 
 /* ---- start ---- */
@@ -563,6 +598,7 @@ void session_start(struct worker *w, int fd, const struct sockaddr_storage *sa,
 		.max_args = (size_t)w->cfg->max_args,
 	};
 	imap_parser_init(&s->parser, &lim, &s->cmd_arena);
+	imap_parser_set_literal_hook(&s->parser, literal_hook, s);
 
 	/* Mobile clients sit behind NAT boxes that forget quiet flows. */
 	int one = 1;

@@ -41,6 +41,8 @@ struct config {
 	int64_t max_line_length;
 	int64_t max_literal_size;
 	int64_t max_append_size;
+	int64_t max_keywords;
+	int64_t fetch_batch;
 	int64_t max_nesting;
 	int64_t max_args;
 	int64_t max_input_queue;
@@ -49,10 +51,15 @@ struct config {
 	int64_t max_sessions;
 	int64_t auth_timeout;
 	int64_t idle_timeout;
+	int64_t idle_check_interval;
+	int64_t idle_keepalive;
 	int64_t login_delay_ms;
 	int64_t login_delay_max_ms;
 	int64_t login_fail_window;
 	int64_t login_fail_addresses;
+	/* mailboxes */
+	int64_t max_mailbox_name;
+	int64_t max_mailboxes;
 	/* storaged */
 	char *lmtp_listen;
 	int64_t tombstone_retention;

@@ -137,7 +137,7 @@ def cert(tmp_path_factory):
 class Imapd:
     """One imapd master with its workers, on ports of its own."""
 
-    def __init__(self, stack, cert, tmp, conf=""):
+    def __init__(self, stack, cert, tmp, conf="", env=None):
         self.port = free_port()
         self.tls_port = free_port()
         self.dir = tmp
@@ -166,7 +166,8 @@ class Imapd:
                 f.write('%s = "%s"\n' % (k, v))
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen([os.path.join(BUILD, "imapd"), "-c", self.conf],
-                                     stdout=self.logf, stderr=self.logf, cwd=ROOT)
+                                     stdout=self.logf, stderr=self.logf, cwd=ROOT,
+                                     env=dict(os.environ, **(env or {})))
         wait_port(self.port, proc=self.proc, log=self.log)
         wait_port(self.tls_port, proc=self.proc, log=self.log)
 
@@ -195,10 +196,10 @@ class Imapd:
 def imapd_factory(stack, cert, tmp_path):
     started = []
 
-    def make(conf=""):
+    def make(conf="", env=None):
         d = tmp_path / ("imapd%d" % len(started))
         d.mkdir()
-        inst = Imapd(stack, cert, str(d), conf)
+        inst = Imapd(stack, cert, str(d), conf, env)
         started.append(inst)
         return inst
 

@@ -1,0 +1,234 @@
+/* APPEND (RFC 3501 6.3.11) with APPENDUID (RFC 4315).
+ *
+ * The message literal is refused before a byte of it is read when it is
+ * larger than max_append_size (NO [TOOBIG] for a synchronizing literal; a
+ * non-synchronizing one over the limit ends the connection).  The bytes are
+ * parsed once (lib/mime.c), stored once per tenant by SHA-256, and the
+ * message takes its UID and modseq from the mailbox counter in the same
+ * statement (DESIGN.md invariant 1): nothing half-written is possible.
+ */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imapd/mailbox.h"
+#include "imapd/mailview.h"
+#include "lib/mime.h"
+#include "lib/pg.h"
+
+struct append_state {
+	struct cmd *c;
+	char *mailbox;
+	char *ok;	/* the tagged OK text, with APPENDUID */
+};
+
+/* RFC 3501 9: date-time = DQUOTE date-day-fixed "-" date-month "-" date-year
+ * SP time SP zone DQUOTE.  Returns an ISO 8601 string PostgreSQL reads, or
+ * NULL. */
+static char *parse_date_time(struct arena *a, struct str t)
+{
+	static const char *const months[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	char buf[40];
+	if (t.len != 26 || t.len >= sizeof(buf))
+		return NULL;
+	memcpy(buf, t.p, t.len);
+	buf[t.len] = '\0';
+	/* "dd-Mon-yyyy hh:mm:ss +zzzz", day may be " 7" */
+	int day = (buf[0] == ' ' ? 0 : buf[0] - '0') * 10 + (buf[1] - '0');
+	if ((buf[0] != ' ' && (buf[0] < '0' || buf[0] > '3')) || buf[1] < '0' || buf[1] > '9' ||
+	    buf[2] != '-' || buf[6] != '-' || buf[11] != ' ' || buf[14] != ':' || buf[17] != ':' ||
+	    buf[20] != ' ' || (buf[21] != '+' && buf[21] != '-'))
+		return NULL;
+	int mon = -1;
+	for (int i = 0; i < 12; i++)
+		if (strncasecmp(buf + 3, months[i], 3) == 0)
+			mon = i + 1;
+	for (int i = 7; i < 11; i++)
+		if (buf[i] < '0' || buf[i] > '9')
+			return NULL;
+	static const int digits[] = { 12, 13, 15, 16, 18, 19, 22, 23, 24, 25 };
+	for (size_t i = 0; i < ARRAY_SIZE(digits); i++)
+		if (buf[digits[i]] < '0' || buf[digits[i]] > '9')
+			return NULL;
+	int hh = (buf[12] - '0') * 10 + buf[13] - '0', mm = (buf[15] - '0') * 10 + buf[16] - '0';
+	int ss = (buf[18] - '0') * 10 + buf[19] - '0';
+	int zh = (buf[22] - '0') * 10 + buf[23] - '0', zm = (buf[24] - '0') * 10 + buf[25] - '0';
+	if (mon < 0 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 || zh > 23 || zm > 59)
+		return NULL;
+	return arena_printf(a, "%.4s-%02d-%02d %02d:%02d:%02d%c%02d:%02d", buf + 7, mon, day, hh, mm,
+			    ss > 59 ? 59 : ss, buf[21], zh, zm);
+}
+
+static void after_sync(struct cmd *c)
+{
+	struct append_state *st = c->state;
+	/* RFC 3501 6.3.11: appending to the selected mailbox announces the
+	 * new message; APPEND is not a sequence-number command. */
+	sel_announce(c->s, true);
+	cmd_ok(c, "%s", st->ok);
+	cmd_done(c);
+}
+
+static void appended_cb(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+	struct append_state *st = arg;
+	struct cmd *c = st->c;
+	struct session *s = c->s;
+	session_ref(s);
+	c->pg = NULL;
+	if (err != NULL) {
+		if (strcmp(sqlstate, "23514") == 0)
+			cmd_no(c, "[LIMIT] Mailbox is full");
+		else
+			cmd_unavailable(c, err);
+		cmd_done(c);
+		session_unref(s);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		/* RFC 3501 6.3.11: TRYCREATE when the mailbox does not exist. */
+		cmd_no(c, "[TRYCREATE] No such mailbox");
+		cmd_done(c);
+		session_unref(s);
+		return;
+	}
+	uint32_t uidvalidity = (uint32_t)pg_u64(res, 0, 0);
+	uint32_t uid = (uint32_t)pg_u64(res, 0, 1);
+	int64_t mailbox_id = (int64_t)pg_u64(res, 0, 2);
+	log_debug(&s->log, "appended UID %u to %s", uid, st->mailbox);
+	mailbox_notify(s, mailbox_id, pg_u64(res, 0, 3));
+	st->ok = arena_printf(c->arena, "[APPENDUID %u %u] Append completed", uidvalidity, uid);
+	if (s->sel != NULL && s->sel->mailbox_id == mailbox_id) {
+		sel_sync(c, after_sync);
+	} else {
+		cmd_ok(c, "%s", st->ok);
+		cmd_done(c);
+	}
+	session_unref(s);
+}
+
+enum cmd_result cmd_append(struct cmd *c)
+{
+	struct session *s = c->s;
+	const char *err = NULL;
+	/* APPEND mailbox [flag-list] [date-time] literal */
+	if (c->nargs < 2 || c->nargs > 4) {
+		cmd_bad(c, "APPEND takes a mailbox, optional flags and date, and a message literal");
+		return CMD_DONE;
+	}
+	const struct imap_arg *msg = &c->args[c->nargs - 1];
+	if (msg->type != IMAP_ARG_LITERAL || !msg->streamed) {
+		cmd_bad(c, "APPEND needs the message as a literal");
+		return CMD_DONE;
+	}
+	struct str nm;
+	if (!mailbox_arg(c, &c->args[0], 0, &nm))
+		return CMD_DONE;
+	char *mailbox = (char *)nm.p;
+	unsigned bits = 0;
+	struct buf kw = BUF_INIT;
+	char *date = NULL;
+	for (size_t i = 1; i + 1 < c->nargs; i++) {
+		const struct imap_arg *a = &c->args[i];
+		struct str t;
+		if (a->type == IMAP_ARG_LIST && i == 1) {
+			if (flags_parse(a->list, a->nlist, (size_t)s->w->cfg->max_keywords, &bits, &kw, &err) < 0) {
+				buf_free(&kw);
+				cmd_bad(c, "%s", err);
+				return CMD_DONE;
+			}
+		} else if (a->type == IMAP_ARG_STRING && imap_arg_string(a, &t) && date == NULL) {
+			date = parse_date_time(c->arena, t);
+			if (date == NULL) {
+				buf_free(&kw);
+				cmd_bad(c, "Invalid date-time");
+				return CMD_DONE;
+			}
+		} else {
+			buf_free(&kw);
+			cmd_bad(c, "Invalid APPEND arguments");
+			return CMD_DONE;
+		}
+	}
+	struct buf *data = &s->append;
+	if (data->len != msg->literal_size) {
+		buf_free(&kw);
+		cmd_bad(c, "Incomplete message literal");
+		return CMD_DONE;
+	}
+	if (data->len == 0) {
+		buf_free(&kw);
+		cmd_no(c, "Refusing an empty message");
+		return CMD_DONE;
+	}
+
+	unsigned char hash[32];
+	unsigned hlen = 0;
+	EVP_Digest(buf_ptr(data), data->len, hash, &hlen, EVP_sha256(), NULL);
+
+	struct mime_limits lim = { .max_depth = 50, .max_parts = 10000, .max_header_bytes = 1 << 20 };
+	struct mime_result mr;
+	mime_parse(buf_ptr(data), data->len, &lim, c->arena, &mr);
+
+	struct buf kwa = BUF_INIT;
+	keywords_sql_array(buf_ptr(&kw), &kwa);
+	buf_free(&kw);
+
+	struct append_state *st = arena_zalloc(c->arena, sizeof(*st));
+	st->c = c;
+	st->mailbox = mailbox;
+	c->state = st;
+	const char *params[14] = {
+		arena_printf(c->arena, "%lld", (long long)s->account_id),
+		mailbox,
+		arena_printf(c->arena, "%lld", (long long)s->tenant_id),
+		(const char *)hash,
+		arena_printf(c->arena, "%zu", data->len),
+		buf_ptr(data),
+		mr.envelope,
+		mr.bodystructure,
+		mr.body,
+		buf_ptr(&mr.parts),
+		arena_strndup(c->arena, buf_ptr(&kwa), kwa.len),
+		arena_printf(c->arena, "%u", bits),
+		date,
+		mr.sent_date == INT64_MIN ? NULL : arena_printf(c->arena, "%lld", (long long)mr.sent_date),
+	};
+	/* -1: a text parameter, NUL-terminated (lib/pg.h) */
+	int lengths[14];
+	for (size_t i = 0; i < ARRAY_SIZE(lengths); i++)
+		lengths[i] = -1;
+	lengths[3] = (int)hlen;
+	lengths[5] = (int)data->len;
+	lengths[9] = (int)mr.parts.len;
+	int binary[14] = { 0 };
+	binary[3] = binary[5] = binary[9] = 1;
+	buf_free(&kwa);
+	c->pg = pg_query(s->w->pg,
+		"WITH mb AS ("
+		"  UPDATE mailbox SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,"
+		"         keywords = keywords || ARRAY(SELECT k FROM unnest($11::text[]) k"
+		"                                       WHERE k <> ALL (mailbox.keywords))"
+		"   WHERE account_id = $1 AND name = $2"
+		"  RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity), "
+		"b AS ("
+		"  INSERT INTO blob (tenant_id, hash, size, data, envelope, bodystructure, body, parts,"
+		"                    sent_date)"
+		"  SELECT $3, $4, $5, $6, $7, $8, $9, $10, to_timestamp($14::bigint)"
+		"   WHERE EXISTS (SELECT 1 FROM mb)"
+		"  ON CONFLICT (tenant_id, hash) DO NOTHING), "
+		"m AS ("
+		"  INSERT INTO message (account_id, mailbox_id, uid, modseq, flags, keywords,"
+		"                       internaldate, size, blob_hash, tenant_id)"
+		"  SELECT $1, mb.id, mb.uid, mb.highestmodseq, $12::int, $11::text[],"
+		"         coalesce($13::timestamptz, now()), $5, $4, $3 FROM mb"
+		"  RETURNING uid) "
+		"SELECT mb.uidvalidity, mb.uid, mb.id, mb.highestmodseq FROM mb",
+		14, params, lengths, binary, 0, appended_cb, st);
+	/* The pool copied the parameters: the message buffer can go. */
+	buf_free(data);
+	buf_free(&mr.parts);
+	return CMD_PENDING;
+}
