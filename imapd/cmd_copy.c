@@ -23,10 +23,7 @@ struct copy_state {
 #define COPY_SQL_HEAD \
 	"WITH src AS (" \
 	"  SELECT m.uid, m.flags, m.keywords, m.internaldate, m.size, m.blob_hash, m.tenant_id" \
-	"    FROM message m" \
-	"   WHERE m.account_id = $1 AND m.mailbox_id = $2" \
-	"     AND EXISTS (SELECT 1 FROM unnest($4::bigint[], $5::bigint[]) r(lo, hi)" \
-	"                  WHERE m.uid BETWEEN r.lo AND r.hi)), " \
+	"    FROM " UID_RANGES_JOIN("m", "$4", "$5", "$6", "$7") "), " \
 	"n AS (SELECT count(*) AS cnt FROM src), " \
 	"dst AS (" \
 	"  UPDATE mailbox SET uidnext = uidnext + (SELECT cnt FROM n)," \
@@ -175,14 +172,15 @@ static enum cmd_result copy_or_move(struct cmd *c, bool move)
 	struct copy_state *st = arena_zalloc(c->arena, sizeof(*st));
 	st->c = c;
 	st->move = move;
-	char *lo, *hi;
+	char *lo, *hi, *min, *max;
 	uid_ranges_sql(&r, c->arena, &lo, &hi);
-	const char *params[5] = {
+	uid_ranges_bounds(&r, c->arena, &min, &max);
+	const char *params[7] = {
 		arena_printf(c->arena, "%lld", (long long)s->account_id),
 		arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id),
-		dest, lo, hi,
+		dest, lo, hi, min, max,
 	};
-	c->pg = pg_query(s->w->pg, move ? move_sql : copy_sql, 5, params, NULL, NULL, 0, copied_cb, st);
+	c->pg = pg_query(s->w->pg, move ? move_sql : copy_sql, 7, params, NULL, NULL, 0, copied_cb, st);
 	return CMD_PENDING;
 }
 

@@ -18,22 +18,24 @@ struct expunge_state {
 	void (*then)(struct cmd *c);
 };
 
+/* The \Deleted messages of the set ($3 IS NULL: the whole mailbox, through
+ * the partial index on \Deleted). */
 static const char expunge_sql[] =
-	"WITH mb AS ("
+	"WITH target AS ("
+	"  SELECT x.uid FROM message x"
+	"   WHERE $3::bigint[] IS NULL AND x.account_id = $1 AND x.mailbox_id = $2"
+	"     AND x.flags & 8 <> 0"
+	"  UNION ALL"
+	"  SELECT x.uid FROM " UID_RANGES_JOIN("x", "$3", "$4", "$5", "$6") " WHERE x.flags & 8 <> 0), "
+	"mb AS ("
 	"  UPDATE mailbox SET highestmodseq = highestmodseq + 1"
 	"   WHERE account_id = $1 AND id = $2"
-	"     AND EXISTS (SELECT 1 FROM message x"
-	"                  WHERE x.account_id = $1 AND x.mailbox_id = $2 AND x.flags & 8 <> 0"
-	"                    AND ($3::bigint[] IS NULL OR EXISTS ("
-	"                         SELECT 1 FROM unnest($3::bigint[], $4::bigint[]) r(lo, hi)"
-	"                          WHERE x.uid BETWEEN r.lo AND r.hi)))"
+	"     AND EXISTS (SELECT 1 FROM target)"
 	"  RETURNING highestmodseq), "
 	"del AS ("
 	"  DELETE FROM message m USING mb"
 	"   WHERE m.account_id = $1 AND m.mailbox_id = $2 AND m.flags & 8 <> 0"
-	"     AND ($3::bigint[] IS NULL OR EXISTS ("
-	"          SELECT 1 FROM unnest($3::bigint[], $4::bigint[]) r(lo, hi)"
-	"           WHERE m.uid BETWEEN r.lo AND r.hi))"
+	"     AND m.uid IN (SELECT uid FROM target)"
 	"  RETURNING m.uid, mb.highestmodseq AS modseq), "
 	"tomb AS ("
 	"  INSERT INTO expunged (account_id, mailbox_id, uid, modseq)"
@@ -88,15 +90,17 @@ void expunge_run(struct cmd *c, const struct uid_ranges *ranges, bool silent, vo
 	st->c = c;
 	st->silent = silent;
 	st->then = then;
-	char *lo = NULL, *hi = NULL;
-	if (ranges != NULL)
+	char *lo = NULL, *hi = NULL, *min = NULL, *max = NULL;
+	if (ranges != NULL) {
 		uid_ranges_sql(ranges, c->arena, &lo, &hi);
-	const char *params[4] = {
+		uid_ranges_bounds(ranges, c->arena, &min, &max);
+	}
+	const char *params[6] = {
 		arena_printf(c->arena, "%lld", (long long)s->account_id),
 		arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id),
-		lo, hi,
+		lo, hi, min, max,
 	};
-	c->pg = pg_query(s->w->pg, expunge_sql, 4, params, NULL, NULL, 0, expunged_cb, st);
+	c->pg = pg_query(s->w->pg, expunge_sql, 6, params, NULL, NULL, 0, expunged_cb, st);
 }
 
 static void expunge_done(struct cmd *c)

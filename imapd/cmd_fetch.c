@@ -354,21 +354,19 @@ static void next_batch(struct cmd *c)
 			st->next_uid = lo + take;
 		}
 	}
-	char *lo, *hi;
+	char *lo, *hi, *min, *max;
 	uid_ranges_sql(&b, c->arena, &lo, &hi);
-	const char *params[4] = {
+	uid_ranges_bounds(&b, c->arena, &min, &max);
+	const char *params[6] = {
 		arena_printf(c->arena, "%lld", (long long)s->account_id),
 		arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id),
-		lo, hi,
+		lo, hi, min, max,
 	};
 	char *sql = arena_printf(c->arena,
 		"SELECT m.uid, m.flags, array_to_string(m.keywords, ' '),"
 		"       to_char(m.internaldate AT TIME ZONE 'UTC', 'DD-Mon-YYYY HH24:MI:SS +0000'),"
 		"       m.size, %s, %s, %s, %s, %s"
-		"  FROM message m %s"
-		" WHERE m.account_id = $1 AND m.mailbox_id = $2"
-		"   AND EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::bigint[]) r(lo, hi)"
-		"                WHERE m.uid BETWEEN r.lo AND r.hi)"
+		"  FROM " UID_RANGES_JOIN("m", "$3", "$4", "$5", "$6") " %s"
 		" ORDER BY m.uid",
 		st->need_meta ? "b.envelope" : "NULL::text",
 		st->need_meta ? "b.bodystructure" : "NULL::text",
@@ -376,7 +374,7 @@ static void next_batch(struct cmd *c)
 		st->need_data ? "b.parts" : "NULL::bytea",
 		st->need_data ? "b.data" : "NULL::bytea",
 		st->need_meta || st->need_data ? "JOIN blob b ON b.tenant_id = m.tenant_id AND b.hash = m.blob_hash" : "");
-	c->pg = pg_query(s->w->pg, sql, 4, params, NULL, NULL, 1, batch_cb, st);
+	c->pg = pg_query(s->w->pg, sql, 6, params, NULL, NULL, 1, batch_cb, st);
 }
 
 static void seen_cb(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -445,18 +443,17 @@ enum cmd_result cmd_fetch(struct cmd *c)
 		next_batch(c);
 		return CMD_PENDING;
 	}
-	char *lo, *hi;
+	char *lo, *hi, *min, *max;
 	uid_ranges_sql(&st->all, c->arena, &lo, &hi);
-	const char *params[4] = {
+	uid_ranges_bounds(&st->all, c->arena, &min, &max);
+	const char *params[6] = {
 		arena_printf(c->arena, "%lld", (long long)s->account_id),
 		arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id),
-		lo, hi,
+		lo, hi, min, max,
 	};
 	c->pg = pg_query(s->w->pg,
 		"WITH target AS ("
-		"  SELECT m.uid FROM message m WHERE m.account_id = $1 AND m.mailbox_id = $2"
-		"     AND m.flags & 1 = 0 AND EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::bigint[]) r(lo, hi)"
-		"                                      WHERE m.uid BETWEEN r.lo AND r.hi)), "
+		"  SELECT m.uid FROM " UID_RANGES_JOIN("m", "$3", "$4", "$5", "$6") " WHERE m.flags & 1 = 0), "
 		"mb AS ("
 		"  UPDATE mailbox SET highestmodseq = highestmodseq + 1"
 		"   WHERE account_id = $1 AND id = $2 AND EXISTS (SELECT 1 FROM target)"
@@ -466,6 +463,6 @@ enum cmd_result cmd_fetch(struct cmd *c)
 		"   WHERE m.account_id = $1 AND m.mailbox_id = $2 AND m.uid IN (SELECT uid FROM target)"
 		"     AND m.flags & 1 = 0 RETURNING 1) "
 		"SELECT (SELECT highestmodseq FROM mb)",
-		4, params, NULL, NULL, 0, seen_cb, st);
+		6, params, NULL, NULL, 0, seen_cb, st);
 	return CMD_PENDING;
 }

@@ -21,8 +21,6 @@ struct store_state {
 };
 
 /* $1 account, $2 mailbox, $3/$4 UID ranges, $5 flag bits, $6 keywords */
-#define IN_SET "EXISTS (SELECT 1 FROM unnest($3::bigint[], $4::bigint[]) r(lo, hi) " \
-	       "WHERE m.uid BETWEEN r.lo AND r.hi)"
 
 static const char *const change_cond[] = {
 	[STORE_SET] = "(m.flags <> $5::int OR NOT (m.keywords @> $6::text[] AND m.keywords <@ $6::text[]))",
@@ -47,8 +45,7 @@ static char *store_sql(struct arena *a, enum store_mode mode)
 {
 	return arena_printf(a,
 		"WITH target AS ("
-		"  SELECT m.uid FROM message m"
-		"   WHERE m.account_id = $1 AND m.mailbox_id = $2 AND " IN_SET " AND %s), "
+		"  SELECT m.uid FROM " UID_RANGES_JOIN("m", "$3", "$4", "$8", "$9") " WHERE %s), "
 		"mb AS ("
 		"  UPDATE mailbox SET highestmodseq = highestmodseq + 1,"
 		"         keywords = keywords || ARRAY(SELECT k FROM unnest($6::text[]) k"
@@ -63,9 +60,9 @@ static char *store_sql(struct arena *a, enum store_mode mode)
 		"  RETURNING m.uid, m.flags, m.keywords, m.modseq) "
 		"SELECT uid, flags, array_to_string(keywords, ' '), modseq, 1 FROM upd "
 		"UNION ALL "
-		"SELECT m.uid, m.flags, array_to_string(m.keywords, ' '), m.modseq, 0 FROM message m"
-		" WHERE m.account_id = $1 AND m.mailbox_id = $2 AND " IN_SET
-		"   AND m.uid NOT IN (SELECT uid FROM upd) "
+		"SELECT m.uid, m.flags, array_to_string(m.keywords, ' '), m.modseq, 0"
+		"  FROM " UID_RANGES_JOIN("m", "$3", "$4", "$8", "$9")
+		" WHERE m.uid NOT IN (SELECT uid FROM upd) "
 		"ORDER BY 1",
 		change_cond[mode], new_flags[mode], new_keywords[mode], change_cond[mode]);
 }
@@ -186,18 +183,20 @@ enum cmd_result cmd_store(struct cmd *c)
 	struct store_state *st = arena_zalloc(c->arena, sizeof(*st));
 	st->c = c;
 	st->silent = silent;
-	char *lo, *hi;
+	char *lo, *hi, *min, *max;
 	uid_ranges_sql(&r, c->arena, &lo, &hi);
-	const char *params[7] = {
+	uid_ranges_bounds(&r, c->arena, &min, &max);
+	const char *params[9] = {
 		arena_printf(c->arena, "%lld", (long long)s->account_id),
 		arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id),
 		lo, hi,
 		arena_printf(c->arena, "%u", bits),
 		arena_strndup(c->arena, buf_ptr(&arr), arr.len),
 		mode == STORE_REMOVE ? "0" : "1",
+		min, max,
 	};
 	buf_free(&arr);
 	buf_free(&kw);
-	c->pg = pg_query(s->w->pg, store_sql(c->arena, mode), 7, params, NULL, NULL, 0, stored_cb, st);
+	c->pg = pg_query(s->w->pg, store_sql(c->arena, mode), 9, params, NULL, NULL, 0, stored_cb, st);
 	return CMD_PENDING;
 }

@@ -242,6 +242,12 @@ void uid_ranges_sql(const struct uid_ranges *r, struct arena *a, char **lo, char
 	buf_free(&h);
 }
 
+void uid_ranges_bounds(const struct uid_ranges *r, struct arena *a, char **min, char **max)
+{
+	*min = arena_printf(a, "%u", r->n ? r->lo[0] : 0);
+	*max = arena_printf(a, "%u", r->n ? r->hi[r->n - 1] : 0);
+}
+
 /* ---- selection ---- */
 
 struct selected *sel_new(int64_t mailbox_id, const char *name, uint32_t uidvalidity, bool readonly)

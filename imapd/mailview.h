@@ -43,6 +43,18 @@ struct uid_ranges {
 	size_t n;
 	uint32_t count;
 };
+/* SQL: the messages of mailbox $2 of account $1 whose UIDs fall in the
+ * ranges given as two bigint[] parameters, as a join the planner serves
+ * with one index range scan per range (an EXISTS over unnest() per row
+ * would scan the whole mailbox).  The lowest and highest UID as two more
+ * plain parameters let the planner estimate the rows from the statistics
+ * (it cannot see into the arrays), so a small batch of a large mailbox is
+ * read by index, not by a sequential scan. */
+#define UID_RANGES_JOIN(alias, lo, hi, min, max) \
+	"unnest(" lo "::bigint[], " hi "::bigint[]) r(lo, hi) JOIN message " alias \
+	" ON " alias ".account_id = $1 AND " alias ".mailbox_id = $2 AND " alias ".uid BETWEEN r.lo AND r.hi" \
+	" AND " alias ".uid BETWEEN " min "::bigint AND " max "::bigint"
+
 /* Resolve a sequence set (uid false) or UID set (uid true) argument.
  * Sequence numbers beyond the view are an error (BAD); UIDs not in the
  * view are ignored, as RFC 3501 6.4.8 says.  Returns 0 or -1 with *err. */
@@ -50,6 +62,8 @@ int sel_resolve(struct session *s, const struct imap_arg *arg, bool uid, struct 
 		struct uid_ranges *out, const char **err);
 /* The ranges as two PostgreSQL array literals "{1,5}" "{3,9}". */
 void uid_ranges_sql(const struct uid_ranges *r, struct arena *a, char **lo, char **hi);
+/* The lowest and highest UID of the ranges, as decimal strings. */
+void uid_ranges_bounds(const struct uid_ranges *r, struct arena *a, char **min, char **max);
 
 /* Enter SELECTED state with a fresh view; free it again. */
 struct selected *sel_new(int64_t mailbox_id, const char *name, uint32_t uidvalidity, bool readonly);

@@ -54,7 +54,7 @@ static const struct key keys[] = {
 	I(max_sessions, 10000, 1, 1000000, "sessions per worker process"),
 	I(auth_timeout, 60, 5, 86400, "seconds a connection may stay unauthenticated"),
 	I(idle_timeout, 1800, 60, 86400, "seconds of client silence before disconnect (RFC 3501 5.4: at least 30 minutes)"),
-	I(idle_check_interval, 2, 1, 3600, "seconds between checks of the selected mailbox during IDLE (NATS notifications come on top)"),
+	I(idle_check_interval, 5, 1, 3600, "seconds between checks of the selected mailbox during IDLE (NATS notifications come on top)"),
 	I(idle_keepalive, 120, 10, 3600, "seconds between untagged OK keepalives during IDLE"),
 	I(login_delay_ms, 500, 0, 60000, "delay after the first failed login; doubles with each further failure"),
 	I(login_delay_max_ms, 15000, 0, 600000, "longest delay after failed logins"),
