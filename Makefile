@@ -28,7 +28,7 @@ FUZZ_SECONDS ?= 60
 
 # Sources: everything in a folder except tests, fuzz targets and the
 # programs listed separately.
-lib_src     := $(filter-out lib/test_%.c,$(wildcard lib/*.c))
+lib_src     := $(filter-out lib/test_%.c lib/fuzz_%.c,$(wildcard lib/*.c))
 notify_src  := $(filter-out notify/test_% notify/fuzz_% notify/notify_tail.c,$(wildcard notify/*.c))
 imapd_src   := $(filter-out imapd/test_% imapd/fuzz_% imapd/imapctl.c,$(wildcard imapd/*.c))
 storaged_src:= $(filter-out storaged/test_% storaged/fuzz_%,$(wildcard storaged/*.c))

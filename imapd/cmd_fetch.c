@@ -241,10 +241,7 @@ static void batch_cb(void *arg, PGresult *res, const char *err, const char *sqls
 	struct session *s = c->s;
 	struct selected *sel = s->sel;
 	session_ref(s);
-	c->pg = NULL;
-	if (err != NULL) {
-		cmd_unavailable(c, err);
-		cmd_done(c);
+	if (cmd_db_failed(c, err)) {
 		session_unref(s);
 		return;
 	}
@@ -383,10 +380,7 @@ static void seen_cb(void *arg, PGresult *res, const char *err, const char *sqlst
 	struct cmd *c = st->c;
 	struct session *s = c->s;
 	session_ref(s);
-	c->pg = NULL;
-	if (err != NULL) {
-		cmd_unavailable(c, err);
-		cmd_done(c);
+	if (cmd_db_failed(c, err)) {
 		session_unref(s);
 		return;
 	}

@@ -48,10 +48,7 @@ static void selected_cb(void *arg, PGresult *res, const char *err, const char *s
 	struct cmd *c = st->c;
 	struct session *s = c->s;
 	session_ref(s);
-	c->pg = NULL;
-	if (err != NULL) {
-		cmd_unavailable(c, err);
-		cmd_done(c);
+	if (cmd_db_failed(c, err)) {
 		session_unref(s);
 		return;
 	}

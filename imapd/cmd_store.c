@@ -74,10 +74,7 @@ static void stored_cb(void *arg, PGresult *res, const char *err, const char *sql
 	struct session *s = c->s;
 	struct selected *sel = s->sel;
 	session_ref(s);
-	c->pg = NULL;
-	if (err != NULL) {
-		cmd_unavailable(c, err);
-		cmd_done(c);
+	if (cmd_db_failed(c, err)) {
 		session_unref(s);
 		return;
 	}

@@ -105,6 +105,16 @@ void cmd_unavailable(struct cmd *c, const char *err)
 	cmd_no(c, "[UNAVAILABLE] Service temporarily unavailable, try again");
 }
 
+bool cmd_db_failed(struct cmd *c, const char *err)
+{
+	c->pg = NULL;
+	if (err == NULL)
+		return false;
+	cmd_unavailable(c, err);
+	cmd_done(c);
+	return true;
+}
+
 static void log_command(struct cmd *c)
 {
 	if (!log_enabled(LOG_DEBUG))

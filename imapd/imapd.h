@@ -253,6 +253,9 @@ void cmd_bad(struct cmd *c, const char *fmt, ...) __attribute__((format(printf, 
 void cmd_done(struct cmd *c);
 /* For handlers whose database request failed. */
 void cmd_unavailable(struct cmd *c, const char *err);
+/* First thing in a command's database callback: forgets c->pg; if err is
+ * set, answers NO [UNAVAILABLE], ends the command and returns true. */
+bool cmd_db_failed(struct cmd *c, const char *err);
 
 /* Handlers, one file each. */
 enum cmd_result cmd_capability(struct cmd *c);

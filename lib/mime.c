@@ -2257,22 +2257,24 @@ static enum cs_kind cs_classify(const char *cs, size_t n, char norm[64])
 	return CS_OTHER;
 }
 
+/* Converts with iconv straight into out; NUL in the result (UTF-16 text
+ * can hold it) is replaced afterwards, which is rare. */
 static bool iconv_to_utf8(const char *name, const char *p, size_t n, struct buf *out)
 {
 	iconv_t cd = iconv_open("UTF-8", name);
 	if (cd == (iconv_t)-1)
 		return false;
-	struct buf t = BUF_INIT;
+	size_t start = out->len;
 	char *in = (char *)p;
-	size_t inleft = n;
+	size_t inleft = n, extra = 0;
 	for (;;) {
-		size_t room = MAX((size_t)64, MIN(inleft * 4 + 16, (size_t)65536));
-		char *o = buf_reserve(&t, room), *op = o;
+		size_t room = MAX((size_t)64, MIN(inleft + inleft / 2 + 16, (size_t)1 << 20)) + extra;
+		char *o = buf_reserve(out, room), *op = o;
 		size_t oleft = room;
 		size_t rc = inleft > 0 ? iconv(cd, &in, &inleft, &op, &oleft)
 				       : iconv(cd, NULL, NULL, &op, &oleft);
 		int err = errno;
-		buf_commit(&t, (size_t)(op - o));
+		buf_commit(out, (size_t)(op - o));
 		if (rc != (size_t)-1) {
 			if (inleft == 0 && in == NULL)
 				break;
@@ -2280,10 +2282,14 @@ static bool iconv_to_utf8(const char *name, const char *p, size_t n, struct buf 
 				in = NULL;	/* next round flushes the shift state */
 			continue;
 		}
-		if (err == E2BIG)
+		if (err == E2BIG) {
+			/* no room for even one character: grow, within reason */
+			if (op == o && (extra = extra ? extra * 2 : 256) > ((size_t)1 << 16))
+				break;
 			continue;
+		}
 		if ((err == EILSEQ || err == EINVAL) && inleft > 0) {
-			buf_append(&t, REPLACEMENT, 3);
+			buf_append(out, REPLACEMENT, 3);
 			in++;
 			inleft--;
 			if (inleft == 0)
@@ -2293,8 +2299,13 @@ static bool iconv_to_utf8(const char *name, const char *p, size_t n, struct buf 
 		break;
 	}
 	iconv_close(cd);
-	(void)put_utf8_clean(out, buf_ptr(&t), t.len, false);
-	buf_free(&t);
+	if (memchr(buf_ptr(out) + start, '\0', out->len - start) != NULL) {
+		struct buf t = BUF_INIT;
+		buf_append(&t, buf_ptr(out) + start, out->len - start);
+		out->len = start;
+		(void)put_utf8_clean(out, buf_ptr(&t), t.len, false);
+		buf_free(&t);
+	}
 	return true;
 }
 
@@ -2396,7 +2407,7 @@ static void qp_decode(const char *p, size_t n, struct buf *out)
 			if (k + 1 == ce) {
 				soft = true;
 				k++;
-			} else if (k + 2 < ce + 1 && hexval(p[k + 1]) >= 0 && hexval(p[k + 2]) >= 0) {
+			} else if (k + 2 < ce && hexval(p[k + 1]) >= 0 && hexval(p[k + 2]) >= 0) {
 				buf_putc(out, (char)(hexval(p[k + 1]) << 4 | hexval(p[k + 2])));
 				k += 3;
 			} else {
@@ -2530,21 +2541,23 @@ void mime_header_decoded(const char *msg, size_t len, const char *field, struct 
 	}
 }
 
-static void append_lf(struct buf *out, const char *p, size_t n)
+/* CRLF -> LF in out from start on, in place. */
+static void crlf_to_lf(struct buf *out, size_t start)
 {
-	size_t run = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') {
-			buf_append(out, p + run, i - run);
-			run = i + 1;
-		}
+	char *p = buf_ptr(out);
+	size_t k = start;
+	for (size_t i = start; i < out->len; i++) {
+		if (p[i] == '\r' && i + 1 < out->len && p[i + 1] == '\n')
+			continue;
+		p[k++] = p[i];
 	}
-	buf_append(out, p + run, n - run);
+	out->len = k;
+	p[k] = '\0';
 }
 
 void mime_body_text(const char *msg, size_t len, const char *parts, size_t parts_len, struct buf *out)
 {
-	struct buf own = BUF_INIT, raw = BUF_INIT, txt = BUF_INIT;
+	struct buf own = BUF_INIT, raw = BUF_INIT;
 	struct arena a;
 	const char *tbl = parts;
 	uint32_t count;
@@ -2598,18 +2611,16 @@ void mime_body_text(const char *msg, size_t len, const char *parts, size_t parts
 			body = buf_ptr(&raw);
 			blen = raw.len;
 		}
-		buf_clear(&txt);
-		(void)buf_reserve(&txt, blen + blen / 8);
-		to_utf8(cs.p, cs.len, body, blen, &txt);
-		(void)buf_reserve(out, txt.len + 1);
 		if (!first)
 			buf_putc(out, '\n');
 		first = false;
-		append_lf(out, buf_ptr(&txt), txt.len);
+		size_t start = out->len;
+		(void)buf_reserve(out, blen + blen / 8);
+		to_utf8(cs.p, cs.len, body, blen, out);
+		crlf_to_lf(out, start);
 		arena_reset(&a);
 	}
 	arena_free(&a);
 	buf_free(&raw);
-	buf_free(&txt);
 	buf_free(&own);
 }

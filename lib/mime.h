@@ -84,12 +84,19 @@
  *    garbage ignored; a delimiter of an enclosing multipart also ends the
  *    inner parts, and one arriving inside a part's header ends that header.
  *    A multipart without boundary parameter, or in which no delimiter is
- *    found, is served as a TEXT/PLAIN leaf holding its whole body.
+ *    found, is served as a TEXT/PLAIN leaf holding its whole body (Dovecot
+ *    reports an empty TEXT/PLAIN child instead, which hides the text).
  *  - Limits: a multipart or message/rfc822 that would nest deeper than
  *    max_depth is a TEXT/PLAIN leaf (MIME_PF_DEGRADED); once max_parts
  *    records exist no further delimiters are recognised and the open parts
  *    run to the end of the message (Dovecot's max_total_mime_parts).
  *    Only the first max_header_bytes of each header are searched for fields.
+ *  - Content-* fields count without MIME-Version (Dovecot ignores them in
+ *    a top-level header that has neither MIME-Version nor Content-Type).
+ *  - Part numbers (RFC 3501 6.4.5): part 1 of a non-multipart message is
+ *    its body and 1.MIME its (whole) header; N.HEADER/N.TEXT/N.HEADER.FIELDS
+ *    need N to be message/rfc822, N.1 is then the encapsulated message's
+ *    first part, or its body if it is not multipart.
  *  - A header line without a colon stays in the header and is ignored; a
  *    header without blank line runs to the end of its part (empty body).
  *    Bare LF line ends are accepted everywhere.
