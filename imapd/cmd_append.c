@@ -194,7 +194,9 @@ enum cmd_result cmd_append(struct cmd *c)
 		arena_strndup(c->arena, buf_ptr(&kwa), kwa.len),
 		arena_printf(c->arena, "%u", bits),
 		date,
-		mr.sent_date == INT64_MIN ? NULL : arena_printf(c->arena, "%lld", (long long)mr.sent_date),
+		/* the written wall-clock time, zone dropped (sql/0004) */
+		mr.sent_date == INT64_MIN ? NULL
+			: arena_printf(c->arena, "%lld", (long long)mr.sent_date + (long long)mr.sent_tz * 60),
 	};
 	/* -1: a text parameter, NUL-terminated (lib/pg.h) */
 	int lengths[14];

@@ -30,6 +30,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_port_block(n):
+    """A port p such that p .. p+n-1 are all free (stack nodes use p+k)."""
+    for _ in range(200):
+        base = free_port()
+        ok = True
+        for k in range(1, n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", base + k))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no block of %d free ports" % n)
+
+
 def wait_port(port, timeout=20.0, proc=None, log=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -53,11 +70,10 @@ class Stack:
         self.tmp = tmp
         self.pg_port = free_port()
         self.nats_port = free_port()
-        self.imap_port = free_port()
-        self.imaps_port = free_port()
-        self.lmtp_port = free_port()
         self.nodes = 2
-        # node k listens on imap_port + k: make sure those are free too
+        self.imap_port = free_port_block(self.nodes)
+        self.imaps_port = free_port_block(self.nodes)
+        self.lmtp_port = free_port()
         self.extra = os.path.join(tmp, "extra.conf")
         with open(self.extra, "w") as f:
             f.write(TEST_CONF)

@@ -321,3 +321,16 @@ def test_rename_inbox_keeps_view_consistent(stack, account):
     assert untagged == [b"* 1 FETCH (UID 1)\r\n", b"* 2 FETCH (UID 3)\r\n", b"* 3 FETCH (UID 4)\r\n"]
     untagged, _ = c.run("SELECT INBOX")
     assert b"* 0 EXISTS\r\n" in untagged
+
+
+def test_senton_uses_the_date_as_written(stack, account):
+    """RFC 3501 6.4.4: SENT* compare the Date: header's date disregarding
+    time and timezone: 23:30 -0500 on 1 March is 1 March, although it is
+    2 March in UTC."""
+    c = connect(stack, account)
+    msg = MSG1.replace(b"Mon, 7 Feb 1994 21:52:25 -0800", b"Mon, 1 Mar 2021 23:30:00 -0500")
+    append(c, "INBOX", msg)
+    c.ok("SELECT INBOX")
+    assert c.run("SEARCH SENTON 1-Mar-2021")[0] == [b"* SEARCH 1\r\n"]
+    assert c.run("SEARCH SENTON 2-Mar-2021")[0] == [b"* SEARCH\r\n"]
+    assert c.run("SEARCH SENTBEFORE 2-Mar-2021")[0] == [b"* SEARCH 1\r\n"]
