@@ -2,8 +2,8 @@
  *
  * crypt(3) with yescrypt costs tens of milliseconds of CPU and megabytes of
  * memory by design; done on the loop thread it would stall every session
- * of the worker.  A few threads (crypt_threads) do it instead and hand the
- * verdict back through an ev_async.  Unknown logins are checked against a
+ * of the worker.  The worker's work pool (lib/workpool.h, crypt_threads
+ * threads) does it instead.  Unknown logins are checked against a
  * dummy hash so they take as long as known ones.
  *
  * Failed logins are slowed down: the answer to the n-th failure waits
@@ -23,115 +23,63 @@
 
 #include "imapd/imapd.h"
 #include "lib/pg.h"
+#include "lib/workpool.h"
 
-/* ---- the hashing pool ---- */
+/* ---- password checks on the work pool ---- */
 
 struct auth_job {
-	struct auth_job *next;
 	char *hash;		/* NULL: use the dummy */
 	char *password;
 	size_t password_len;
+	const char *dummy;	/* the pool's; the pool outlives its jobs */
 	bool ok;
-	bool cancelled;
 	auth_cb cb;
 	void *arg;
+	struct work *work;
 };
 
 struct auth_pool {
-	struct ev_loop *loop;
-	pthread_t *threads;
-	int nthreads;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct auth_job *todo, *todo_tail;
-	struct auth_job *done;
-	bool stop;
-	ev_async async;
+	struct workpool *wp;
 	char dummy[CRYPT_OUTPUT_SIZE];
 };
 
-static void job_free(struct auth_job *j)
+static void job_run(void *arg)
 {
-	if (j->password != NULL) {
-		secure_zero(j->password, j->password_len);
-		free(j->password);
-	}
-	free(j->hash);
-	free(j);
-}
-
-static bool check(struct auth_pool *p, const struct auth_job *j, struct crypt_data *cd)
-{
-	const char *hash = j->hash != NULL ? j->hash : p->dummy;
+	struct auth_job *j = arg;
+	const char *hash = j->hash != NULL ? j->hash : j->dummy;
+	j->ok = false;
 	/* crypt_rn wants a NUL-terminated password; one with a NUL inside
 	 * can never match what imapctl stored. */
 	if (memchr(j->password, '\0', j->password_len) != NULL)
-		return false;
-	memset(cd, 0, sizeof(*cd));
+		return;
+	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
 	const char *out = crypt_rn(j->password, hash, cd, (int)sizeof(*cd));
-	bool ok = false;
 	if (out != NULL && out[0] != '*') {
 		size_t n = strlen(hash);
-		ok = strlen(out) == n && CRYPTO_memcmp(out, hash, n) == 0;
+		j->ok = strlen(out) == n && CRYPTO_memcmp(out, hash, n) == 0 && j->hash != NULL;
 	}
 	secure_zero(cd, sizeof(*cd));
-	return ok && j->hash != NULL;
-}
-
-static void *pool_thread(void *arg)
-{
-	struct auth_pool *p = arg;
-	struct crypt_data *cd = xmalloc(sizeof(*cd));
-	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		while (p->todo == NULL && !p->stop)
-			pthread_cond_wait(&p->cond, &p->lock);
-		if (p->stop)
-			break;
-		struct auth_job *j = p->todo;
-		p->todo = j->next;
-		if (p->todo == NULL)
-			p->todo_tail = NULL;
-		pthread_mutex_unlock(&p->lock);
-
-		j->ok = check(p, j, cd);
-
-		pthread_mutex_lock(&p->lock);
-		j->next = p->done;
-		p->done = j;
-		ev_async_send(p->loop, &p->async);
-	}
-	pthread_mutex_unlock(&p->lock);
 	free(cd);
-	return NULL;
 }
 
-static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
+static void job_done(void *arg)
 {
-	struct auth_pool *p = a->data;
-	pthread_mutex_lock(&p->lock);
-	struct auth_job *list = p->done;
-	p->done = NULL;
-	pthread_mutex_unlock(&p->lock);
-	while (list != NULL) {
-		struct auth_job *j = list;
-		list = j->next;
-		if (!j->cancelled)
-			j->cb(j->arg, j->ok);
-		job_free(j);
-	}
+	struct auth_job *j = arg;
+	j->cb(j->arg, j->ok);
+}
+
+static void job_release(void *arg)
+{
+	struct auth_job *j = arg;
+	secure_zero(j->password, j->password_len);
+	free(j->password);
+	free(j->hash);
+	free(j);
 }
 
 struct auth_pool *auth_pool_new(struct ev_loop *loop, int threads)
 {
 	struct auth_pool *p = xcalloc(1, sizeof(*p));
-	p->loop = loop;
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->cond, NULL);
-	ev_async_init(&p->async, async_cb);
-	p->async.data = p;
-	ev_async_start(loop, &p->async);
-
 	/* The dummy hash is made once, at start-up, before the loop runs. */
 	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
 	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
@@ -141,15 +89,7 @@ struct auth_pool *auth_pool_new(struct ev_loop *loop, int threads)
 	else
 		snprintf(p->dummy, sizeof(p->dummy), "%s", cd->output);
 	free(cd);
-
-	p->nthreads = threads > 0 ? threads : 1;
-	p->threads = xcalloc((size_t)p->nthreads, sizeof(*p->threads));
-	for (int i = 0; i < p->nthreads; i++) {
-		if (pthread_create(&p->threads[i], NULL, pool_thread, p) != 0) {
-			p->nthreads = i;
-			break;
-		}
-	}
+	p->wp = workpool_new(loop, threads);
 	return p;
 }
 
@@ -158,26 +98,14 @@ void auth_pool_free(struct auth_pool **pp)
 	struct auth_pool *p = *pp;
 	if (p == NULL)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->stop = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
-	for (int i = 0; i < p->nthreads; i++)
-		pthread_join(p->threads[i], NULL);
-	ev_async_stop(p->loop, &p->async);
-	struct auth_job *lists[2] = { p->todo, p->done };
-	for (int i = 0; i < 2; i++) {
-		while (lists[i] != NULL) {
-			struct auth_job *j = lists[i];
-			lists[i] = j->next;
-			job_free(j);
-		}
-	}
-	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->cond);
-	free(p->threads);
+	workpool_free(&p->wp);
 	free(p);
 	*pp = NULL;
+}
+
+struct workpool *auth_workpool(struct auth_pool *p)
+{
+	return p->wp;
 }
 
 struct auth_job *auth_verify(struct auth_pool *p, const char *hash, struct str password,
@@ -189,24 +117,16 @@ struct auth_job *auth_verify(struct auth_pool *p, const char *hash, struct str p
 	memcpy(j->password, password.p, password.len);
 	j->password[password.len] = '\0';
 	j->password_len = password.len;
+	j->dummy = p->dummy;
 	j->cb = cb;
 	j->arg = arg;
-	pthread_mutex_lock(&p->lock);
-	if (p->todo_tail)
-		p->todo_tail->next = j;
-	else
-		p->todo = j;
-	p->todo_tail = j;
-	pthread_cond_signal(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	j->work = workpool_submit(p->wp, job_run, job_done, job_release, j);
 	return j;
 }
 
 void auth_cancel(struct auth_job *j)
 {
-	/* Only the loop thread reads the flag (async_cb), and the job is
-	 * freed there, so no lock is needed. */
-	j->cancelled = true;
+	workpool_cancel(j->work);
 }
 
 /* ---- per-address failure table ----

@@ -9,6 +9,7 @@
  */
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -16,11 +17,17 @@
 #include "imapd/mailview.h"
 #include "lib/mime.h"
 #include "lib/pg.h"
+#include "lib/workpool.h"
 
 struct append_state {
 	struct cmd *c;
 	char *mailbox;
 	char *ok;	/* the tagged OK text, with APPENDUID */
+	unsigned bits;
+	char *keywords;	/* PostgreSQL array literal */
+	char *date;	/* ISO internal date or NULL */
+	struct parse_job *job;
+	struct work *work;	/* the parse job while it runs */
 };
 
 /* RFC 3501 9: date-time = DQUOTE date-day-fixed "-" date-month "-" date-year
@@ -109,6 +116,102 @@ static void appended_cb(void *arg, PGresult *res, const char *err, const char *s
 	session_unref(s);
 }
 
+/* Off the loop: SHA-256 and the MIME parse of the message. */
+struct parse_job {
+	struct buf data;
+	struct arena arena;	/* mime results */
+	struct mime_result mr;
+	unsigned char hash[32];
+	unsigned hlen;
+	struct append_state *st;	/* loop thread only; NULL once cancelled */
+};
+
+static void parse_run(void *arg)
+{
+	struct parse_job *job = arg;
+	EVP_Digest(buf_ptr(&job->data), job->data.len, job->hash, &job->hlen, EVP_sha256(), NULL);
+	struct mime_limits lim = { .max_depth = 50, .max_parts = 10000, .max_header_bytes = 1 << 20 };
+	mime_parse(buf_ptr(&job->data), job->data.len, &lim, &job->arena, &job->mr);
+}
+
+static void parse_release(void *arg)
+{
+	struct parse_job *job = arg;
+	buf_free(&job->data);
+	buf_free(&job->mr.parts);
+	arena_free(&job->arena);
+	free(job);
+}
+
+static void append_abort(struct cmd *c)
+{
+	struct append_state *st = c->state;
+	if (st->work != NULL) {
+		workpool_cancel(st->work);
+		st->work = NULL;
+	}
+}
+
+/* Back on the loop: one statement stores blob and message. */
+static void parse_done(void *arg)
+{
+	struct parse_job *job = arg;
+	struct append_state *st = job->st;
+	struct cmd *c = st->c;
+	struct session *s = c->s;
+	struct mime_result *mr = &job->mr;
+	st->work = NULL;
+	const char *params[14] = {
+		arena_printf(c->arena, "%lld", (long long)s->account_id),
+		st->mailbox,
+		arena_printf(c->arena, "%lld", (long long)s->tenant_id),
+		(const char *)job->hash,
+		arena_printf(c->arena, "%zu", job->data.len),
+		buf_ptr(&job->data),
+		mr->envelope,
+		mr->bodystructure,
+		mr->body,
+		buf_ptr(&mr->parts),
+		st->keywords,
+		arena_printf(c->arena, "%u", st->bits),
+		st->date,
+		/* the written wall-clock time, zone dropped (sql/0004) */
+		mr->sent_date == INT64_MIN ? NULL
+			: arena_printf(c->arena, "%lld", (long long)mr->sent_date + (long long)mr->sent_tz * 60),
+	};
+	/* -1: a text parameter, NUL-terminated (lib/pg.h) */
+	int lengths[14];
+	for (size_t i = 0; i < ARRAY_SIZE(lengths); i++)
+		lengths[i] = -1;
+	lengths[3] = (int)job->hlen;
+	lengths[5] = (int)job->data.len;
+	lengths[9] = (int)mr->parts.len;
+	int binary[14] = { 0 };
+	binary[3] = binary[5] = binary[9] = 1;
+	/* The pool copies the parameters; the job is released after this. */
+	c->pg = pg_query(s->w->pg,
+		"WITH mb AS ("
+		"  UPDATE mailbox SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,"
+		"         keywords = keywords || ARRAY(SELECT k FROM unnest($11::text[]) k"
+		"                                       WHERE k <> ALL (mailbox.keywords))"
+		"   WHERE account_id = $1 AND name = $2"
+		"  RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity), "
+		"b AS ("
+		"  INSERT INTO blob (tenant_id, hash, size, data, envelope, bodystructure, body, parts,"
+		"                    sent_date)"
+		"  SELECT $3, $4, $5, $6, $7, $8, $9, $10, to_timestamp($14::bigint)"
+		"   WHERE EXISTS (SELECT 1 FROM mb)"
+		"  ON CONFLICT (tenant_id, hash) DO NOTHING), "
+		"m AS ("
+		"  INSERT INTO message (account_id, mailbox_id, uid, modseq, flags, keywords,"
+		"                       internaldate, size, blob_hash, tenant_id)"
+		"  SELECT $1, mb.id, mb.uid, mb.highestmodseq, $12::int, $11::text[],"
+		"         coalesce($13::timestamptz, now()), $5, $4, $3 FROM mb"
+		"  RETURNING uid) "
+		"SELECT mb.uidvalidity, mb.uid, mb.id, mb.highestmodseq FROM mb",
+		14, params, lengths, binary, 0, appended_cb, st);
+}
+
 enum cmd_result cmd_append(struct cmd *c)
 {
 	struct session *s = c->s;
@@ -164,73 +267,27 @@ enum cmd_result cmd_append(struct cmd *c)
 		return CMD_DONE;
 	}
 
-	unsigned char hash[32];
-	unsigned hlen = 0;
-	EVP_Digest(buf_ptr(data), data->len, hash, &hlen, EVP_sha256(), NULL);
-
-	struct mime_limits lim = { .max_depth = 50, .max_parts = 10000, .max_header_bytes = 1 << 20 };
-	struct mime_result mr;
-	mime_parse(buf_ptr(data), data->len, &lim, c->arena, &mr);
-
-	struct buf kwa = BUF_INIT;
-	keywords_sql_array(buf_ptr(&kw), &kwa);
-	buf_free(&kw);
-
 	struct append_state *st = arena_zalloc(c->arena, sizeof(*st));
 	st->c = c;
 	st->mailbox = mailbox;
-	c->state = st;
-	const char *params[14] = {
-		arena_printf(c->arena, "%lld", (long long)s->account_id),
-		mailbox,
-		arena_printf(c->arena, "%lld", (long long)s->tenant_id),
-		(const char *)hash,
-		arena_printf(c->arena, "%zu", data->len),
-		buf_ptr(data),
-		mr.envelope,
-		mr.bodystructure,
-		mr.body,
-		buf_ptr(&mr.parts),
-		arena_strndup(c->arena, buf_ptr(&kwa), kwa.len),
-		arena_printf(c->arena, "%u", bits),
-		date,
-		/* the written wall-clock time, zone dropped (sql/0004) */
-		mr.sent_date == INT64_MIN ? NULL
-			: arena_printf(c->arena, "%lld", (long long)mr.sent_date + (long long)mr.sent_tz * 60),
-	};
-	/* -1: a text parameter, NUL-terminated (lib/pg.h) */
-	int lengths[14];
-	for (size_t i = 0; i < ARRAY_SIZE(lengths); i++)
-		lengths[i] = -1;
-	lengths[3] = (int)hlen;
-	lengths[5] = (int)data->len;
-	lengths[9] = (int)mr.parts.len;
-	int binary[14] = { 0 };
-	binary[3] = binary[5] = binary[9] = 1;
+	st->bits = bits;
+	st->date = date;
+	struct buf kwa = BUF_INIT;
+	keywords_sql_array(buf_ptr(&kw), &kwa);
+	buf_free(&kw);
+	st->keywords = arena_strndup(c->arena, buf_ptr(&kwa), kwa.len);
 	buf_free(&kwa);
-	c->pg = pg_query(s->w->pg,
-		"WITH mb AS ("
-		"  UPDATE mailbox SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,"
-		"         keywords = keywords || ARRAY(SELECT k FROM unnest($11::text[]) k"
-		"                                       WHERE k <> ALL (mailbox.keywords))"
-		"   WHERE account_id = $1 AND name = $2"
-		"  RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity), "
-		"b AS ("
-		"  INSERT INTO blob (tenant_id, hash, size, data, envelope, bodystructure, body, parts,"
-		"                    sent_date)"
-		"  SELECT $3, $4, $5, $6, $7, $8, $9, $10, to_timestamp($14::bigint)"
-		"   WHERE EXISTS (SELECT 1 FROM mb)"
-		"  ON CONFLICT (tenant_id, hash) DO NOTHING), "
-		"m AS ("
-		"  INSERT INTO message (account_id, mailbox_id, uid, modseq, flags, keywords,"
-		"                       internaldate, size, blob_hash, tenant_id)"
-		"  SELECT $1, mb.id, mb.uid, mb.highestmodseq, $12::int, $11::text[],"
-		"         coalesce($13::timestamptz, now()), $5, $4, $3 FROM mb"
-		"  RETURNING uid) "
-		"SELECT mb.uidvalidity, mb.uid, mb.id, mb.highestmodseq FROM mb",
-		14, params, lengths, binary, 0, appended_cb, st);
-	/* The pool copied the parameters: the message buffer can go. */
-	buf_free(data);
-	buf_free(&mr.parts);
+	c->state = st;
+	c->on_abort = append_abort;
+
+	/* Hashing and parsing a message of up to max_append_size would stall
+	 * every session of the worker: they run on the work pool. */
+	struct parse_job *job = xcalloc(1, sizeof(*job));
+	job->data = *data;	/* the buffer moves to the job */
+	memset(data, 0, sizeof(*data));
+	arena_init(&job->arena, 16384);
+	job->st = st;
+	st->job = job;
+	st->work = workpool_submit(auth_workpool(s->w->auth), parse_run, parse_done, parse_release, job);
 	return CMD_PENDING;
 }

@@ -290,9 +290,11 @@ enum cmd_result cmd_move(struct cmd *c);
 enum cmd_result cmd_idle(struct cmd *c);
 
 /* ---- auth.c ---- */
-/* Password verification off the loop thread. */
+/* Password verification off the loop thread, on a work pool that other
+ * CPU-heavy jobs (parsing an appended message) share. */
 struct auth_pool *auth_pool_new(struct ev_loop *loop, int threads);
 void auth_pool_free(struct auth_pool **p);
+struct workpool *auth_workpool(struct auth_pool *p);
 struct auth_job;
 typedef void (*auth_cb)(void *arg, bool ok);
 /* Verify password against a crypt(3) hash (NULL hash: run a dummy hash so
