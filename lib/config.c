@@ -40,7 +40,7 @@ static const struct key keys[] = {
 	I(workers, 0, 0, 256, "worker processes per node; 0 = one per CPU"),
 	I(shutdown_timeout, 10, 0, 3600, "seconds running commands may take to finish after SIGTERM"),
 	S(plaintext_auth, "loopback", "allow LOGIN/AUTHENTICATE without TLS: yes, no, or loopback"),
-	I(crypt_threads, 2, 1, 64, "threads per worker that verify password hashes"),
+	I(crypt_threads, 2, 1, 64, "threads per worker for CPU-heavy work: password hashes, parsing appended messages"),
 	I(max_line_length, 65536, 8192, 16777216, "longest command line in octets (RFC 7162 section 4 asks for at least 8192)"),
 	I(max_literal_size, 65536, 1024, 1073741824, "largest literal in a command other than APPEND"),
 	I(max_append_size, 52428800, 1024, 1073741824, "largest message APPEND accepts"),
