@@ -503,7 +503,9 @@ void session_resume(struct session *s)
 
 void session_drain(struct session *s)
 {
-	if (s->cmd == NULL)
+	/* An IDLE command is an idle session too (RFC 2177: the server may
+	 * end it with BYE at any time). */
+	if (s->cmd == NULL || s->cmd->def->fn == cmd_idle)
 		session_bye(s, "Server shutting down, please reconnect");
 	/* otherwise: session_resume() says BYE once the command is done */
 }

@@ -155,3 +155,18 @@ def test_sighup_reloads_config_and_certificate(imapd_factory, tmp_path):
     c = Conn("127.0.0.1", inst.tls_port, tls=True)
     c.login(USER, PASSWORD)
     assert "reload refused" in inst.log_text()
+
+
+def test_sigterm_ends_idle_at_once(stack, imapd_factory):
+    inst = imapd_factory()
+    c = Conn("127.0.0.1", inst.port)
+    c.login(USER, PASSWORD)
+    c.ok("SELECT INBOX")
+    c.send("i IDLE\r\n")
+    assert c.read_response() == b"+ idling\r\n"
+    t0 = time.monotonic()
+    inst.proc.send_signal(signal.SIGTERM)
+    assert c.read_response(timeout=5) == b"* BYE Server shutting down, please reconnect\r\n"
+    c.expect_closed()
+    assert inst.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 3
