@@ -4,7 +4,7 @@
 #   make asan       the same with AddressSanitizer + UBSan into build-asan/
 #   make test       unit tests, then protocol tests against a real stack
 #   make unit       C unit tests only
-#   make fuzz       run the command-parser fuzzer for FUZZ_SECONDS
+#   make fuzz       run the command-parser and MIME fuzzers, FUZZ_SECONDS each
 #   make deps       install missing Debian packages (apt-get)
 #   make run        start the local stack with a demo account
 #   make bench      benchmarks that print figures
@@ -110,6 +110,10 @@ fuzz:
 	@mkdir -p build-fuzz/corpus
 	cp -n imapd/fuzz_corpus/* build-fuzz/corpus/ 2>/dev/null || true
 	build-fuzz/fuzz_parser -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o build-fuzz/fuzz_mime lib/fuzz_mime.c lib/mime.c lib/mime_check.c lib/arena.c lib/buf.c lib/util.c
+	@mkdir -p build-fuzz/corpus-mime
+	build-fuzz/fuzz_mime -max_total_time=$(FUZZ_SECONDS) -max_len=16384 build-fuzz/corpus-mime
 
 deps:
 	deploy/install-deps

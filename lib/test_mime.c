@@ -1054,6 +1054,34 @@ TEST(mime_quoted_printable_edges)
 	}
 }
 
+TEST(mime_misc_edges)
+{
+	struct parsed p;
+	parse(&p, "Content-Language: en, de, fr, it, es, (comment) nl\r\nContent-Location:\r\n  a\r\n\r\n");
+	CHECK_STR(p.r.bodystructure, "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0 NIL NIL "
+				     "(\"en\" \"de\" \"fr\" \"it\" \"es\" \"nl\") \"a\")");
+	done(&p);
+	parse(&p, "Content-Language: ,en\r\nContent-Disposition: ;filename=x\r\n\r\n");
+	CHECK_STR(p.r.bodystructure, "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)");
+	done(&p);
+
+	/* a syntactically valid path longer than any message can nest */
+	struct buf spec = BUF_INIT, o = BUF_INIT;
+	for (int i = 0; i < 300; i++)
+		buf_puts(&spec, i ? ".1" : "1");
+	parse(&p, msg_nested);
+	CHECK_EQ_INT(mime_section(p.m, p.n, buf_ptr(&p.r.parts), p.r.parts.len, buf_str(&spec), &o), 0);
+	CHECK_EQ_INT(o.len, 0);
+	buf_puts(&spec, ".MIME");
+	CHECK_EQ_INT(mime_section(p.m, p.n, buf_ptr(&p.r.parts), p.r.parts.len, buf_str(&spec), &o), 0);
+	CHECK_EQ_INT(o.len, 0);
+	buf_puts(&spec, ".X");
+	CHECK_EQ_INT(mime_section(p.m, p.n, buf_ptr(&p.r.parts), p.r.parts.len, buf_str(&spec), &o), -1);
+	done(&p);
+	buf_free(&spec);
+	buf_free(&o);
+}
+
 TEST(mime_check_rejects_bad_syntax)
 {
 	static const char *const bad_bodies[] = {
