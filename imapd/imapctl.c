@@ -1,4 +1,5 @@
-/* imapctl - the administration tool: schema migrations, tenants, accounts.
+/* imapctl - the administration tool: schema migrations, tenants, accounts,
+ * tombstone expiry on demand.
  *
  * It reads the same configuration as the daemons (only pg_conninfo matters
  * here) and talks to PostgreSQL with blocking libpq: it is a command-line
@@ -60,6 +61,11 @@ static void usage(FILE *out)
 		"  user list [DOMAIN]          list accounts\n"
 		"  user disable|enable LOGIN   refuse or allow logins\n"
 		"  user quota LOGIN SIZE|none  set the storage quota (k, m, g, t suffixes)\n"
+		"  expire-tombstones [--retention SECONDS] [--batch N]\n"
+		"                              fold expunge tombstones older than SECONDS\n"
+		"                              (default: tombstone_retention) into hole\n"
+		"                              ranges, N per transaction (default:\n"
+		"                              tombstone_expiry_batch), until none is left\n"
 		"  config                      print the effective configuration\n"
 		"\n"
 		"Passwords are read from stdin when it is not a terminal (first line),\n"
@@ -780,6 +786,76 @@ static int cmd_user_quota(PGconn *conn, const char *login, const char *size)
 	return EXIT_OK;
 }
 
+/* The same work as storaged's periodic job (storaged/housekeeping.c), for
+ * operators and tests: call expire_tombstones() until it returns 0.  Each
+ * call is its own transaction (autocommit), so an interrupted run keeps
+ * what it folded and the mailbox locks are held for one batch at a time. */
+static int cmd_expire_tombstones(PGconn *conn, uint64_t retention, uint64_t batch)
+{
+	char rs[32], bs[32];
+	snprintf(rs, sizeof(rs), "%llu seconds", (unsigned long long)retention);
+	snprintf(bs, sizeof(bs), "%llu", (unsigned long long)batch);
+	const char *p[2] = { rs, bs };
+	uint64_t total = 0, calls = 0;
+	uint64_t t0 = now_ms();
+	for (;;) {
+		PGresult *r = db_exec(conn, "SELECT expire_tombstones($1::interval, $2::integer)",
+				      2, p, PGRES_TUPLES_OK);
+		if (r == NULL) {
+			if (total > 0)
+				fprintf(stderr, "%s: %llu tombstones were folded before the error\n",
+					progname, (unsigned long long)total);
+			return EXIT_FAIL;
+		}
+		uint64_t n = 0;
+		const char *v = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "";
+		bool ok = parse_u64(v, strlen(v), UINT64_MAX, &n) == 0;
+		PQclear(r);
+		if (!ok) {
+			fail("expire_tombstones: unexpected answer");
+			return EXIT_FAIL;
+		}
+		calls++;
+		if (n == 0)
+			break;
+		total += n;
+	}
+	printf("%llu tombstone%s folded into hole ranges (%llu call%s, %llu ms)\n",
+	       (unsigned long long)total, total == 1 ? "" : "s", (unsigned long long)calls,
+	       calls == 1 ? "" : "s", (unsigned long long)(now_ms() - t0));
+	return EXIT_OK;
+}
+
+static int run_expire_tombstones(int argc, char **argv, const struct config *cfg)
+{
+	uint64_t retention = (uint64_t)cfg->tombstone_retention;
+	uint64_t batch = (uint64_t)cfg->tombstone_expiry_batch;
+	for (int i = 0; i < argc; i++) {
+		const char *opt = argv[i], *val = NULL;
+		if ((strcmp(opt, "--retention") == 0 || strcmp(opt, "--batch") == 0) && i + 1 < argc)
+			val = argv[++i];
+		else if (strncmp(opt, "--retention=", 12) == 0)
+			opt = "--retention", val = argv[i] + 12;
+		else if (strncmp(opt, "--batch=", 8) == 0)
+			opt = "--batch", val = argv[i] + 8;
+		else
+			return usage_error("expire-tombstones: unexpected argument '%s'", argv[i]);
+		/* The same bounds as the configuration keys. */
+		if (strcmp(opt, "--retention") == 0) {
+			if (parse_u64(val, strlen(val), 315360000, &retention) < 0)
+				return usage_error("--retention: expected seconds (0..315360000), not '%s'", val);
+		} else if (parse_u64(val, strlen(val), 10000000, &batch) < 0 || batch == 0) {
+			return usage_error("--batch: expected 1..10000000, not '%s'", val);
+		}
+	}
+	PGconn *conn = db_connect();
+	if (conn == NULL)
+		return EXIT_FAIL;
+	int rc = cmd_expire_tombstones(conn, retention, batch);
+	PQfinish(conn);
+	return rc;
+}
+
 static int run_tenant(int argc, char **argv)
 {
 	if (argc < 1)
@@ -902,7 +978,8 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (strcmp(cmd, "migrate") != 0 && strcmp(cmd, "tenant") != 0 &&
-	    strcmp(cmd, "user") != 0 && strcmp(cmd, "config") != 0)
+	    strcmp(cmd, "user") != 0 && strcmp(cmd, "config") != 0 &&
+	    strcmp(cmd, "expire-tombstones") != 0)
 		return usage_error("unknown command '%s'", cmd);
 	if (strcmp(cmd, "config") == 0 && i != argc)
 		return usage_error("config takes no argument");
@@ -922,6 +999,8 @@ int main(int argc, char **argv)
 		rc = run_tenant(argc - i, argv + i);
 	else if (strcmp(cmd, "user") == 0)
 		rc = run_user(argc - i, argv + i);
+	else if (strcmp(cmd, "expire-tombstones") == 0)
+		rc = run_expire_tombstones(argc - i, argv + i, &cfg);
 	else {
 		config_dump(&cfg, stdout);
 		rc = EXIT_OK;

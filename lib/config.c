@@ -33,8 +33,10 @@ static const struct key keys[] = {
 	S(nats_url, "nats://127.0.0.1:4222", "NATS server URL(s), comma separated"),
 	S(nats_subject_prefix, "mail", "first token of every change-notification subject"),
 	I(nats_max_pending, 65536, 16, 16777216, "notifications queued towards a worker loop before dropping (the periodic check recovers)"),
+	I(notify_min_interval_ms, 3, 0, 1000, "in a burst of changes to one mailbox, a worker's delta queries for its idling sessions are at least this far apart"),
 	S(imap_listen, "0.0.0.0:143", "address:port for IMAP with STARTTLS; empty to disable"),
 	S(imaps_listen, "0.0.0.0:993", "address:port for implicit TLS; empty to disable"),
+	S(metrics_listen, "", "address:port for HTTP /metrics (Prometheus) and /ready; empty to disable"),
 	S(tls_cert_file, "", "PEM certificate chain; empty disables TLS"),
 	S(tls_key_file, "", "PEM private key"),
 	I(workers, 0, 0, 256, "worker processes per node; 0 = one per CPU"),
@@ -44,6 +46,8 @@ static const struct key keys[] = {
 	I(max_line_length, 65536, 8192, 16777216, "longest command line in octets (RFC 7162 section 4 asks for at least 8192)"),
 	I(max_literal_size, 65536, 1024, 1073741824, "largest literal in a command other than APPEND"),
 	I(max_append_size, 52428800, 1024, 1073741824, "largest message APPEND accepts"),
+	I(append_buffer_size, 1048576, 4096, 1073741824, "APPEND literals up to this size are held in memory; larger ones pass through an unlinked file in spool_dir and are streamed to the database in 64 KiB chunks"),
+	S(spool_dir, "", "directory for the unlinked temporary files of large APPENDs (local disk); empty = $TMPDIR, else /tmp"),
 	I(max_keywords, 128, 1, 100000, "keywords one STORE or APPEND may name"),
 	I(fetch_batch, 500, 1, 100000, "messages FETCH reads per database round trip (fewer when bodies are fetched)"),
 	I(max_nesting, 32, 4, 1024, "deepest parenthesised list nesting in a command"),
@@ -54,7 +58,7 @@ static const struct key keys[] = {
 	I(max_sessions, 10000, 1, 1000000, "sessions per worker process"),
 	I(auth_timeout, 60, 5, 86400, "seconds a connection may stay unauthenticated"),
 	I(idle_timeout, 1800, 60, 86400, "seconds of client silence before disconnect (RFC 3501 5.4: at least 30 minutes)"),
-	I(idle_check_interval, 5, 1, 3600, "seconds between checks of the selected mailbox during IDLE (NATS notifications come on top)"),
+	I(idle_check_interval, 5, 1, 3600, "seconds between a worker's HIGHESTMODSEQ checks of every selected mailbox (catches notifications NATS lost; NATS pushes come on top)"),
 	I(idle_keepalive, 120, 10, 3600, "seconds between untagged OK keepalives during IDLE"),
 	I(login_delay_ms, 500, 0, 60000, "delay after the first failed login; doubles with each further failure"),
 	I(login_delay_max_ms, 15000, 0, 600000, "longest delay after failed logins"),
@@ -63,7 +67,11 @@ static const struct key keys[] = {
 	I(max_mailbox_name, 512, 16, 65536, "longest mailbox name in octets of UTF-8 (the stored form)"),
 	I(max_mailboxes, 10000, 1, 10000000, "most mailboxes one account may have (CREATE and RENAME INBOX answer NO [LIMIT] beyond)"),
 	S(lmtp_listen, "127.0.0.1:24", "address:port storaged accepts LMTP on"),
-	I(tombstone_retention, 2592000, 60, 315360000, "seconds expunge tombstones are kept before expiry raises the vanished floor"),
+	I(tombstone_retention, 2592000, 0, 315360000, "seconds expunge tombstones are kept before storaged folds them into hole ranges and raises the vanished floor (RFC 7162 5.3)"),
+	I(tombstone_expiry_interval, 3600, 1, 604800, "seconds between storaged's tombstone expiry runs"),
+	I(append_stage_expiry_interval, 600, 1, 86400, "seconds between storaged's removals of APPEND stage rows left by crashed workers"),
+	I(append_stage_max_age, 3600, 60, 604800, "seconds after which an APPEND stage row counts as left behind"),
+	I(tombstone_expiry_batch, 10000, 1, 10000000, "tombstones one expiry call folds (it holds the locks of the mailboxes it folds until it commits); a run repeats calls until none is left"),
 };
 
 static char **str_field(struct config *cfg, const struct key *k)
@@ -257,6 +265,35 @@ static void mask_conninfo(const char *in, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+/* Hide the password of user:password@ in each URL of a comma-separated
+ * list (nats_url). */
+static void mask_urls(const char *in, char *out, size_t outlen)
+{
+	size_t o = 0;
+	const char *p = in;
+	while (*p && o + 1 < outlen) {
+		const char *end = strchr(p, ',');
+		if (end == NULL)
+			end = p + strlen(p);
+		const char *scheme = strstr(p, "://");
+		const char *host = scheme != NULL && scheme < end ? scheme + 3 : p;
+		const char *at = memchr(host, '@', (size_t)(end - host));
+		const char *colon = at != NULL ? memchr(host, ':', (size_t)(at - host)) : NULL;
+		while (p < end && o + 1 < outlen) {
+			if (colon != NULL && p == colon + 1) {
+				for (const char *m = "***"; *m && o + 1 < outlen; m++)
+					out[o++] = *m;
+				p = at;
+				continue;
+			}
+			out[o++] = *p++;
+		}
+		if (*p == ',' && o + 1 < outlen)
+			out[o++] = *p++;
+	}
+	out[o] = '\0';
+}
+
 void config_dump(const struct config *cfg, FILE *out)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -266,6 +303,9 @@ void config_dump(const struct config *cfg, FILE *out)
 			char masked[1024];
 			if (strcmp(k->name, "pg_conninfo") == 0) {
 				mask_conninfo(v, masked, sizeof(masked));
+				v = masked;
+			} else if (strcmp(k->name, "nats_url") == 0) {
+				mask_urls(v, masked, sizeof(masked));
 				v = masked;
 			}
 			fprintf(out, "%s = \"%s\"\n", k->name, v);

@@ -28,9 +28,11 @@ struct config {
 	char *nats_url;
 	char *nats_subject_prefix;
 	int64_t nats_max_pending;
+	int64_t notify_min_interval_ms;
 	/* imapd processes */
 	char *imap_listen;
 	char *imaps_listen;
+	char *metrics_listen;
 	char *tls_cert_file;
 	char *tls_key_file;
 	int64_t workers;
@@ -41,6 +43,8 @@ struct config {
 	int64_t max_line_length;
 	int64_t max_literal_size;
 	int64_t max_append_size;
+	int64_t append_buffer_size;	/* larger APPEND literals are spooled to a file */
+	char *spool_dir;		/* "" = $TMPDIR or /tmp */
 	int64_t max_keywords;
 	int64_t fetch_batch;
 	int64_t max_nesting;
@@ -63,6 +67,10 @@ struct config {
 	/* storaged */
 	char *lmtp_listen;
 	int64_t tombstone_retention;
+	int64_t tombstone_expiry_interval;
+	int64_t tombstone_expiry_batch;
+	int64_t append_stage_expiry_interval;
+	int64_t append_stage_max_age;
 };
 
 /* Fill cfg from defaults, then path (may be NULL: no file), then the

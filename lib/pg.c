@@ -3,7 +3,9 @@
  * Model: Dovecot src/lib-sql/driver-pgsql.c.  Every libpq call here is one
  * of the non-blocking ones: PQconnectStartParams/PQconnectPoll,
  * PQsendQueryParams, PQflush, PQconsumeInput, PQisBusy and PQgetResult only
- * when PQisBusy says it will not wait.
+ * when PQisBusy says it will not wait; for COPY FROM STDIN also
+ * PQputCopyData and PQputCopyEnd, which on a non-blocking connection only
+ * queue (0 when they cannot, then we flush and retry).
  *
  * A request lives in exactly one place: the FIFO queue (R_QUEUED), a
  * connection (R_RUNNING), the list of local failures waiting to be delivered
@@ -27,6 +29,9 @@
 
 enum conn_state { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 enum req_state { R_QUEUED, R_RUNNING, R_FAILED, R_CALLING };
+/* A pg_copy_in() request: before the server asked for data, sending it,
+ * CopyDone/CopyFail to be queued, queued (the answer follows). */
+enum copy_state { COPY_NONE, COPY_DATA, COPY_ENDING, COPY_ENDED };
 enum pool_state { P_STARTING, P_UP, P_DOWN };
 
 struct pg_req {
@@ -43,6 +48,13 @@ struct pg_req {
 	int binary_result;
 	const char *err;	/* R_FAILED: static message */
 	PGresult *last;		/* R_RUNNING: last result so far */
+	/* pg_copy_in() only */
+	pg_copy_source src;
+	enum copy_state copy;
+	char *copybuf;		/* PG_COPY_CHUNK octets while COPY_DATA */
+	size_t copylen;		/* octets in copybuf libpq has not taken yet */
+	const char *copy_fail;	/* COPY_ENDING: CopyFail message, NULL for CopyDone */
+	bool src_failed;	/* the source returned -1 */
 	/* parameter copies follow */
 };
 
@@ -62,6 +74,7 @@ struct pg_conn {
 	bool ever_up;
 	bool warned;		/* a failure of this connection was logged */
 	bool flushing;		/* PQflush() has more to send */
+	bool copying;		/* req is sending COPY data (COPY_DATA or COPY_ENDING) */
 	struct pg_req *req;	/* C_BUSY */
 };
 
@@ -173,6 +186,7 @@ static void free_req(struct pg_req *r)
 {
 	if (r->last)
 		PQclear(r->last);
+	free(r->copybuf);
 	free(r);
 }
 
@@ -233,7 +247,10 @@ static void call_answer(struct pg_pool *p, struct pg_req *r, PGresult *res)
 		return;
 	}
 	const char *err = NULL, *sqlstate = "";
-	if (res == NULL) {
+	if (r->src_failed) {
+		/* The server's answer to our CopyFail says nothing useful. */
+		err = "copy source failed";
+	} else if (res == NULL) {
 		err = "no result";
 	} else {
 		switch (PQresultStatus(res)) {
@@ -292,6 +309,7 @@ static void conn_close(struct pg_conn *c)
 		c->pg = NULL;
 	}
 	c->flushing = false;
+	c->copying = false;
 }
 
 /* No connection is up and none is being attempted: whatever waits would
@@ -530,6 +548,8 @@ static void dispatch(struct pg_pool *p)
 	}
 }
 
+static void copy_start(struct pg_conn *c);
+
 /* Take the results that are complete; the last one is the answer. */
 static void collect_results(struct pg_conn *c)
 {
@@ -553,6 +573,12 @@ static void collect_results(struct pg_conn *c)
 			return;
 		}
 		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_COPY_IN && c->req->src != NULL && c->req->copy == COPY_NONE) {
+			/* The server waits for the data (pg_copy_in). */
+			PQclear(res);
+			copy_start(c);
+			return;
+		}
 		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
 			/* Not supported: the connection cannot be reused. */
 			PQclear(res);
@@ -564,6 +590,117 @@ static void collect_results(struct pg_conn *c)
 			PQclear(c->req->last);
 		c->req->last = res;
 	}
+}
+
+/* ---- COPY FROM STDIN (pg_copy_in) --------------------------------------- */
+
+/* Chunks sent per readiness event: a COPY of a large message must not keep
+ * the loop from its other watchers while the socket keeps taking data. */
+#define PG_COPY_TURN 16
+
+/* Send COPY data while the socket takes it.  Bounded memory: a new chunk
+ * is asked from the source only once libpq has handed everything before it
+ * to the kernel (PQflush() returned 0), so libpq's output buffer holds at
+ * most one chunk and the request's copybuf another. */
+static void copy_pump(struct pg_conn *c)
+{
+	struct pg_req *r = c->req;
+	for (int turn = 0; turn < PG_COPY_TURN; turn++) {
+		if (c->flushing) {
+			int f = PQflush(c->pg);
+			if (f < 0) {
+				conn_lost(c, PQerrorMessage(c->pg));
+				return;
+			}
+			if (f == 1) {
+				conn_watch(c, PQsocket(c->pg), EV_READ | EV_WRITE, false);
+				return;
+			}
+			c->flushing = false;
+		}
+		if (r->copy == COPY_ENDING) {
+			/* A cancelled request never commits: CopyFail makes the
+			 * server roll the COPY back (protocol "COPY Operations"). */
+			if (r->cancelled && r->copy_fail == NULL)
+				r->copy_fail = "cancelled";
+			int e = PQputCopyEnd(c->pg, r->copy_fail);
+			if (e < 0) {
+				conn_lost(c, PQerrorMessage(c->pg));
+				return;
+			}
+			if (e == 0) {
+				c->flushing = true;
+				continue;
+			}
+			r->copy = COPY_ENDED;
+			c->copying = false;
+			free(r->copybuf);
+			r->copybuf = NULL;
+			int f = PQflush(c->pg);
+			if (f < 0) {
+				conn_lost(c, PQerrorMessage(c->pg));
+				return;
+			}
+			c->flushing = (f == 1);
+			conn_watch(c, PQsocket(c->pg), EV_READ | (c->flushing ? EV_WRITE : 0), false);
+			collect_results(c);
+			return;
+		}
+		if (r->copylen == 0) {
+			ssize_t n = 0;
+			if (!r->cancelled)
+				n = r->src(r->arg, r->copybuf, PG_COPY_CHUNK);
+			/* The source may have cancelled its own request. */
+			if (r->cancelled) {
+				r->copy_fail = "cancelled";
+				r->copy = COPY_ENDING;
+				continue;
+			}
+			if (n < 0 || n > PG_COPY_CHUNK) {
+				r->src_failed = true;
+				r->copy_fail = "copy source failed";
+				r->copy = COPY_ENDING;
+				continue;
+			}
+			if (n == 0) {
+				r->copy_fail = NULL;
+				r->copy = COPY_ENDING;
+				continue;
+			}
+			r->copylen = (size_t)n;
+		}
+		int rc = PQputCopyData(c->pg, r->copybuf, (int)r->copylen);
+		if (rc < 0) {
+			conn_lost(c, PQerrorMessage(c->pg));
+			return;
+		}
+		if (rc == 0) {
+			/* Not queued: flush, then offer the same chunk again. */
+			c->flushing = true;
+			continue;
+		}
+		r->copylen = 0;
+		int f = PQflush(c->pg);
+		if (f < 0) {
+			conn_lost(c, PQerrorMessage(c->pg));
+			return;
+		}
+		c->flushing = (f == 1);
+	}
+	/* Budget spent: go on when writable, after the other watchers (at
+	 * once if the socket has room). */
+	conn_watch(c, PQsocket(c->pg), EV_READ | EV_WRITE, false);
+}
+
+/* The server answered CopyInResponse. */
+static void copy_start(struct pg_conn *c)
+{
+	struct pg_req *r = c->req;
+	r->copy = COPY_DATA;
+	r->copybuf = xmalloc(PG_COPY_CHUNK);
+	r->copylen = 0;
+	c->copying = true;
+	copy_pump(c);
 }
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -580,6 +717,12 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 	}
 	if (c->state == C_BUSY) {
+		if (c->copying) {
+			/* Readable: PQconsumeInput above noticed a dead server
+			 * or took a notice; writable: room for the next chunk. */
+			copy_pump(c);
+			return;
+		}
 		if (c->flushing) {
 			/* libpq: on read-ready consume input, then flush again */
 			int f = PQflush(c->pg);
@@ -778,12 +921,10 @@ static struct pg_req *req_new(const char *sql, int nparams, const char *const *v
 	return r;
 }
 
-struct pg_req *pg_query(struct pg_pool *p, const char *sql, int nparams, const char *const *values,
-			const int *lengths, const int *binary, int binary_result, pg_cb cb, void *arg)
+/* Queue a new request, or fail it (on a later iteration) when it cannot
+ * wait for a connection. */
+static struct pg_req *submit(struct pg_pool *p, struct pg_req *r)
 {
-	if (p->closing)
-		return NULL;
-	struct pg_req *r = req_new(sql, nparams, values, lengths, binary, binary_result, cb, arg);
 	if (p->up == 0 && p->connecting == 0) {
 		fail_req(p, r, "database unavailable");
 		return r;
@@ -796,6 +937,23 @@ struct pg_req *pg_query(struct pg_pool *p, const char *sql, int nparams, const c
 	list_push_back(&p->queue, r);
 	dispatch(p);
 	return r;
+}
+
+struct pg_req *pg_query(struct pg_pool *p, const char *sql, int nparams, const char *const *values,
+			const int *lengths, const int *binary, int binary_result, pg_cb cb, void *arg)
+{
+	if (p->closing)
+		return NULL;
+	return submit(p, req_new(sql, nparams, values, lengths, binary, binary_result, cb, arg));
+}
+
+struct pg_req *pg_copy_in(struct pg_pool *p, const char *sql, pg_copy_source src, pg_cb cb, void *arg)
+{
+	if (p->closing)
+		return NULL;
+	struct pg_req *r = req_new(sql, 0, NULL, NULL, NULL, 0, cb, arg);
+	r->src = src;
+	return submit(p, r);
 }
 
 void pg_cancel(struct pg_pool *p, struct pg_req *r)

@@ -6,7 +6,9 @@
  * connection.  Nothing here blocks the loop: connections are made with
  * PQconnectStartParams/PQconnectPoll, queries are sent with
  * PQsendQueryParams on non-blocking connections, and PQsocket is watched
- * with ev_io (STYLE.md, "Async I/O").
+ * with ev_io (STYLE.md, "Async I/O").  pg_copy_in() streams the data of a
+ * COPY ... FROM STDIN from a callback, a chunk at a time as the socket
+ * takes it, so data of any size passes with bounded memory.
  *
  * Host names: libpq resolves a host name synchronously inside
  * PQconnectPoll, which would stall the whole worker while DNS answers.  Use
@@ -32,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <ev.h>
 #include <libpq-fe.h>
@@ -95,10 +98,39 @@ void pg_pool_set_max_queue(struct pg_pool *p, size_t max_queue);
 struct pg_req *pg_query(struct pg_pool *p, const char *sql, int nparams, const char *const *values,
 			const int *lengths, const int *binary, int binary_result, pg_cb cb, void *arg);
 
+/* Supplies the data of a COPY ... FROM STDIN (see pg_copy_in()), on the
+ * loop thread, each time the connection has sent everything before: write
+ * up to cap octets to buf and return how many (> 0); return 0 when the
+ * data is complete, -1 to abort the COPY.  It must not block for long (a
+ * read from a local file is fine).  It may call pg_query() and pg_cancel()
+ * (its own request included), not pg_pool_free(). */
+typedef ssize_t (*pg_copy_source)(void *arg, char *buf, size_t cap);
+
+/* Most octets one call of a pg_copy_source is asked for. */
+#define PG_COPY_CHUNK 65536
+
+/* Queue a COPY ... FROM STDIN statement (sql, no parameters; any COPY
+ * format, the source produces the bytes exactly as the server reads them,
+ * e.g. binary COPY with its PGCOPY header and trailer).  Once the server
+ * asks for the data, src is called whenever the previous chunk has left
+ * for the socket, so the worker holds at most about two chunks of it
+ * whatever the total size (nothing is read ahead of the socket, nothing
+ * waits: write readiness is watched with libev).  Queueing, errors,
+ * connection loss and shutdown are as for pg_query(); the callback gets
+ * the result of the COPY ("COPY n", PGRES_COMMAND_OK).  When src returns
+ * -1 the COPY is ended with CopyFail, which makes the server roll it back,
+ * and the callback gets err "copy source failed".
+ *
+ * pg_cancel() of a COPY that is sending its data ends it with CopyFail:
+ * unlike a cancelled query, nothing of it commits, and src is never called
+ * again.  The connection is reused afterwards. */
+struct pg_req *pg_copy_in(struct pg_pool *p, const char *sql, pg_copy_source src, pg_cb cb, void *arg);
+
 /* The caller no longer wants the answer (e.g. its session closed): the
  * callback will never be called.  A queued query is dropped; a running one
  * is left to finish on the server and its result discarded (a write may
- * still commit).  Safe from inside any callback, also for the request whose
+ * still commit; a COPY still sending its data is aborted instead, see
+ * pg_copy_in()).  Safe from inside any callback, also for the request whose
  * callback is running.  req may be NULL. */
 void pg_cancel(struct pg_pool *p, struct pg_req *req);
 

@@ -9,6 +9,13 @@
  * that test only says it did nothing.  It covers parameters (copied, text,
  * binary, NULL, several MB), server errors with SQLSTATE, cancelling a
  * running query, and a connection killed under a running query.
+ *
+ * pg_copy_live (same variable) covers pg_copy_in(): a binary COPY of a
+ * 24 MiB value arriving byte-exact while the loop keeps running and the
+ * worker never holds more than a chunk, a source that fails, a COPY the
+ * source cancels (nothing commits, the connection is reused), a COPY
+ * statement the server refuses, and the backend killed in the middle of
+ * the data.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,6 +25,7 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/evp.h>
 
 #include "lib/log.h"
 #include "lib/pg.h"
@@ -378,6 +386,243 @@ TEST(pg_live)
 	CHECK(st.reconnects >= 1);
 	CHECK(t.max_gap < 0.25);
 	CHECK_EQ_INT(t.reentrant, 0);
+	pt_done(&t);
+	log_set_level(saved);
+	CHECK_EQ_INT(count_fds(), fds0);
+}
+
+/* ---- COPY FROM STDIN against a real server ----------------------------- */
+
+struct cp {
+	struct pt *t;
+	const char *pattern;	/* what the source sends, cycled */
+	size_t plen;
+	uint64_t total, sent;	/* octets to send (UINT64_MAX: until stopped) */
+	const char *head;	/* sent first (binary COPY framing) */
+	size_t headlen, headsent;
+	const char *tail;
+	size_t taillen, tailsent;
+	int calls;
+	int fail_at;		/* return -1 at this call (0: never) */
+	int cancel_at;		/* pg_cancel own request at this call */
+	int kill_at;		/* queue pg_terminate_backend at this call */
+	size_t max_cap;
+	struct pg_req *req;
+	EVP_MD_CTX *md;		/* hash of the value octets */
+};
+
+static void cp_value(struct cp *c, char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf[i] = c->pattern[(c->sent + i) % c->plen];
+	if (c->md)
+		EVP_DigestUpdate(c->md, buf, n);
+	c->sent += n;
+}
+
+static ssize_t cp_source(void *arg, char *buf, size_t cap)
+{
+	struct cp *c = arg;
+	c->calls++;
+	if (cap > c->max_cap)
+		c->max_cap = cap;
+	if (c->fail_at && c->calls == c->fail_at)
+		return -1;
+	if (c->cancel_at && c->calls == c->cancel_at) {
+		pg_cancel(c->t->p, c->req);
+		return 10;	/* ignored: the request is gone */
+	}
+	if (c->kill_at && c->calls == c->kill_at)
+		pg_query(c->t->p, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+			 "WHERE query LIKE 'COPY pgtest_copy%' AND pid <> pg_backend_pid()",
+			 0, NULL, NULL, NULL, 0, cb_record, c->t);
+	size_t n = 0;
+	if (c->headsent < c->headlen) {
+		size_t k = MIN(cap, c->headlen - c->headsent);
+		memcpy(buf, c->head + c->headsent, k);
+		c->headsent += k;
+		n += k;
+	}
+	/* odd sizes, so chunks do not line up with anything */
+	size_t want = MIN(cap - n, (size_t)(c->calls % 7 == 0 ? 1000 : cap));
+	if (c->sent < c->total && want > 0) {
+		size_t k = (size_t)MIN((uint64_t)want, c->total - c->sent);
+		cp_value(c, buf + n, k);
+		n += k;
+	}
+	if (c->sent >= c->total && c->tailsent < c->taillen && n < cap) {
+		size_t k = MIN(cap - n, c->taillen - c->tailsent);
+		memcpy(buf + n, c->tail + c->tailsent, k);
+		c->tailsent += k;
+		n += k;
+	}
+	return (ssize_t)n;
+}
+
+/* The source and the callback share their arg. */
+static void cb_cp(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+	record(((struct cp *)arg)->t, res, err, sqlstate);
+}
+
+static void cb_cp_victim(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+	((struct cp *)arg)->t->victim_calls++;
+}
+
+static void put32(char *p, uint32_t v)
+{
+	v = htonl(v);
+	memcpy(p, &v, 4);
+}
+
+static bool cp_count_is(struct pt *t, const char *want)
+{
+	t->calls = 0;
+	q(t, "SELECT count(*) FROM pgtest_copy", 0, NULL, cb_record);
+	return pt_run(t, NULL, 1, 5.0) && strcmp(t->last_val, want) == 0;
+}
+
+TEST(pg_copy_live)
+{
+	const char *ci = getenv("PG_TEST_CONNINFO");
+	if (ci == NULL || *ci == '\0') {
+		printf("     (pg_copy_live: PG_TEST_CONNINFO not set, nothing run)\n");
+		return;
+	}
+	int fds0 = count_fds();
+	enum log_level saved = log_enabled(LOG_DEBUG) ? LOG_DEBUG : log_enabled(LOG_INFO) ? LOG_INFO : LOG_WARN;
+	log_set_level(getenv("PG_TEST_DEBUG") ? LOG_DEBUG : LOG_ERROR);
+	struct pt t;
+	pt_init(&t);
+	t.p = pg_pool_new(t.loop, ci, 2, 500, "pgcopy");
+	CHECK(pt_run(&t, pool_up, 0, 5.0));
+	/* one after the other: the pool runs queries side by side */
+	q(&t, "DROP TABLE IF EXISTS pgtest_copy", 0, NULL, cb_record);
+	CHECK(pt_run(&t, NULL, 1, 5.0));
+	q(&t, "CREATE TABLE pgtest_copy (k int, b bytea)", 0, NULL, cb_record);
+	CHECK(pt_run(&t, NULL, 2, 5.0));
+	CHECK_EQ_INT(t.errors, 0);
+
+	/* Binary COPY (PostgreSQL docs, "Binary Format"): signature, flags,
+	 * header extension length; per tuple a field count and each field's
+	 * length and octets; the trailer is a field count of -1. */
+	static const char sig[11] = "PGCOPY\n\377\r\n";
+	char head[19 + 2 + 4 + 4 + 4];
+	memcpy(head, sig, 11);
+	put32(head + 11, 0);
+	put32(head + 15, 0);
+	head[19] = 0;
+	head[20] = 2;
+	put32(head + 21, 4);
+	put32(head + 25, 1);	/* k = 1 */
+	const uint64_t total = 24u << 20;
+	put32(head + 29, (uint32_t)total);
+	static const char tail[2] = { '\377', '\377' };
+	static const char pat[] = "0123456789abcdefghijklmnopqrstuvwxyz\r\n\0\377";
+
+	struct cp c = { .t = &t, .pattern = pat, .plen = sizeof(pat), .total = total, .head = head,
+			.headlen = sizeof(head), .tail = tail, .taillen = 2 };
+	c.md = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(c.md, EVP_sha256(), NULL);
+	t.calls = t.errors = 0;
+	t.max_gap = 0;
+	t.last_tick = 0;
+	c.req = pg_copy_in(t.p, "COPY pgtest_copy (k, b) FROM STDIN (FORMAT binary)", cp_source, cb_cp, &c);
+	CHECK(c.req != NULL);
+	CHECK_EQ_INT(t.calls, 0);
+	CHECK(pt_run(&t, NULL, 1, 30.0));
+	CHECK(t.last_err[0] == '\0');
+	CHECK(c.sent == total);
+	CHECK(c.max_cap <= PG_COPY_CHUNK);
+	/* the loop kept turning while 24 MiB went out */
+	CHECK(t.max_gap < 0.25);
+	unsigned char md[32];
+	unsigned mdlen = 0;
+	EVP_DigestFinal_ex(c.md, md, &mdlen);
+	EVP_MD_CTX_free(c.md);
+	char hex[65];
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	char len[24];
+	snprintf(len, sizeof(len), "%llu", (unsigned long long)total);
+	const char *hv[2] = { hex, len };
+	t.calls = 0;
+	q(&t, "SELECT encode(sha256(b), 'hex') = $1 AND length(b) = $2::int FROM pgtest_copy WHERE k = 1", 2, hv,
+	  cb_record);
+	CHECK(pt_run(&t, NULL, 1, 10.0));
+	CHECK(strcmp(t.last_val, "t") == 0);
+
+	/* text format, a few octets */
+	struct cp tc = { .t = &t, .pattern = "2\t\\\\x41\n", .plen = 8, .total = 8 };
+	t.calls = 0;
+	tc.req = pg_copy_in(t.p, "COPY pgtest_copy (k, b) FROM STDIN", cp_source, cb_cp, &tc);
+	CHECK(pt_run(&t, NULL, 1, 5.0));
+	CHECK(t.last_err[0] == '\0');
+	t.calls = 0;
+	q(&t, "SELECT b FROM pgtest_copy WHERE k = 2", 0, NULL, cb_record);
+	CHECK(pt_run(&t, NULL, 1, 5.0));
+	CHECK(strcmp(t.last_val, "\\x41") == 0);
+
+	/* the source fails: rolled back, "copy source failed" */
+	struct cp fc = { .t = &t, .pattern = "3\t\\\\x42\n", .plen = 8, .total = UINT64_MAX, .fail_at = 5 };
+	t.calls = 0;
+	fc.req = pg_copy_in(t.p, "COPY pgtest_copy (k, b) FROM STDIN", cp_source, cb_cp, &fc);
+	CHECK(pt_run(&t, NULL, 1, 5.0));
+	CHECK(strcmp(t.last_err, "copy source failed") == 0);
+	CHECK(strcmp(t.last_state, "") == 0);
+	CHECK_EQ_INT(fc.calls, 5);
+	CHECK(cp_count_is(&t, "2"));
+
+	/* the source cancels its own request: never called back, never called
+	 * again, nothing committed, both connections keep serving */
+	struct cp cc = { .t = &t, .pattern = "4\t\\\\x43\n", .plen = 8, .total = UINT64_MAX, .cancel_at = 4 };
+	t.calls = 0;
+	cc.req = pg_copy_in(t.p, "COPY pgtest_copy (k, b) FROM STDIN", cp_source, cb_cp_victim, &cc);
+	t.victim_calls = 0;
+	for (int i = 0; i < 40 && cc.calls < 4; i++)
+		ev_run(t.loop, EVRUN_ONCE);
+	CHECK_EQ_INT(cc.calls, 4);
+	for (int i = 0; i < 4; i++)
+		q(&t, "SELECT 1", 0, NULL, cb_record);
+	CHECK(pt_run(&t, NULL, 4, 5.0));
+	CHECK_EQ_INT(t.errors, 1);	/* the failed one above */
+	CHECK_EQ_INT(cc.calls, 4);
+	CHECK_EQ_INT(t.victim_calls, 0);
+	CHECK(cp_count_is(&t, "2"));
+	struct pg_stats st;
+	pg_pool_stats(t.p, &st);
+	CHECK_EQ_INT(st.conns_up, 2);
+
+	/* the server refuses the statement: the source is never asked */
+	struct cp ec = { .t = &t, .pattern = "x", .plen = 1, .total = 1 };
+	t.calls = 0;
+	pg_copy_in(t.p, "COPY pgtest_nosuch (k) FROM STDIN", cp_source, cb_cp, &ec);
+	CHECK(pt_run(&t, NULL, 1, 5.0));
+	CHECK(strcmp(t.last_state, "42P01") == 0);
+	CHECK_EQ_INT(ec.calls, 0);
+
+	/* the backend is killed while the data flows: "connection lost",
+	 * nothing committed, the pool reconnects */
+	struct cp kc = { .t = &t, .pattern = "5\t\\\\x44\n", .plen = 8, .total = UINT64_MAX, .kill_at = 3 };
+	t.calls = 0;
+	t.errors = 0;
+	pg_copy_in(t.p, "COPY pgtest_copy (k, b) FROM STDIN", cp_source, cb_cp, &kc);
+	CHECK(pt_run(&t, NULL, 2, 20.0));
+	CHECK_EQ_INT(t.errors, 1);
+	CHECK(kc.sent < ((uint64_t)2 << 30));
+	t.calls = 0;
+	q(&t, "SELECT count(*) FROM pgtest_copy WHERE k = 5", 0, NULL, cb_record);
+	CHECK(pt_run(&t, NULL, 1, 10.0));
+	CHECK(strcmp(t.last_val, "0") == 0);
+	ev_tstamp until = ev_time() + 3.0;
+	while (ev_time() < until && (pg_pool_stats(t.p, &st), st.conns_up < 2))
+		ev_run(t.loop, EVRUN_ONCE);
+	CHECK_EQ_INT(st.conns_up, 2);
+
+	t.calls = 0;
+	q(&t, "DROP TABLE pgtest_copy", 0, NULL, cb_record);
+	CHECK(pt_run(&t, NULL, 1, 5.0));
 	pt_done(&t);
 	log_set_level(saved);
 	CHECK_EQ_INT(count_fds(), fds0);

@@ -2,12 +2,13 @@
  *
  *   storaged [-c FILE] [--check-config] [--help]
  *
- * For now a skeleton: one libev loop with the PostgreSQL pool and the NATS
- * notification connection, both logged as they come up and go down and
- * retried for as long as the process runs, a periodic `SELECT 1` so a
- * dropped database connection is noticed and re-made, a pid file, and a
- * clean exit on SIGTERM/SIGINT.  LMTP delivery (RFC 2033) and the periodic
- * jobs (tombstone expiry, blob removal, quota recount) come next.
+ * One libev loop with the PostgreSQL pool and the NATS notification
+ * connection, both logged as they come up and go down and retried for as
+ * long as the process runs, a periodic `SELECT 1` so a dropped database
+ * connection is noticed and re-made, the periodic housekeeping jobs
+ * (housekeeping.c: tombstone expiry today), a pid file, and a clean exit on
+ * SIGTERM/SIGINT.  LMTP delivery (RFC 2033) and the other jobs (blob
+ * removal, quota recount) come next.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "notify/notify.h"
+#include "storaged/housekeeping.h"
 
 /* How often the pool is asked for a trivial query. */
 #define HEALTH_INTERVAL 5.0
@@ -33,6 +35,7 @@ struct storaged {
 	struct log_ctx log;
 	struct pg_pool *pg;
 	struct notify *notify;
+	struct hk *hk;		/* periodic jobs */
 	struct pg_req *health;	/* running health query */
 	ev_timer health_timer;
 	ev_signal sigterm, sigint;
@@ -182,6 +185,7 @@ int main(int argc, char **argv)
 	ev_timer_init(&sd.health_timer, health_cb, HEALTH_INTERVAL, HEALTH_INTERVAL);
 	sd.health_timer.data = &sd;
 	ev_timer_start(sd.loop, &sd.health_timer);
+	sd.hk = hk_new(sd.loop, sd.pg, &cfg);
 
 	log_info(NULL, "storaged started (node %s; LMTP delivery not implemented yet)", cfg.node_name);
 	ev_run(sd.loop, 0);
@@ -190,6 +194,7 @@ int main(int argc, char **argv)
 	ev_timer_stop(sd.loop, &sd.health_timer);
 	ev_signal_stop(sd.loop, &sd.sigterm);
 	ev_signal_stop(sd.loop, &sd.sigint);
+	hk_free(&sd.hk);	/* cancels its query before the pool goes */
 	pg_pool_free(&sd.pg);	/* a running health query gets "shutting down" */
 	notify_free(&sd.notify);
 	notify_global_shutdown();
