@@ -5,7 +5,10 @@
  * UID order) and one modseq; the copies point at the same blobs, so no
  * message bytes are copied.  MOVE also deletes the sources and leaves their
  * tombstones under a new modseq of the source mailbox, in the same
- * statement, so a crash can never leave a message in both or neither.
+ * transaction, so a crash can never leave a message in both or neither;
+ * it is one call of move_messages() (sql/0009_move.sql), which locks both
+ * mailboxes in id order first so opposite MOVEs cannot deadlock and two
+ * MOVEs of one message cannot both copy it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +21,24 @@
 struct copy_state {
 	struct cmd *c;
 	bool move;
+	bool moved;		/* messages left the selected mailbox */
+	char *ok;		/* tagged OK text for COPY */
 };
+
+static void copy_reply(struct cmd *c)
+{
+	struct copy_state *st = c->state;
+	struct session *s = c->s;
+	if (st->ok != NULL) {
+		cmd_ok(c, "%s", st->ok);
+	} else if (st->moved && sess_qresync(s) && s->sel != NULL) {
+		/* RFC 6851 4.4: the new HIGHESTMODSEQ of the source. */
+		cmd_ok(c, "[HIGHESTMODSEQ %llu] %sMove completed", (unsigned long long)sel_safe_modseq(s->sel),
+		       c->uid ? "UID " : "");
+	} else {
+		cmd_ok(c, "%s%s completed", c->uid ? "UID " : "", st->move ? "Move" : "Copy");
+	}
+}
 
 #define COPY_SQL_HEAD \
 	"WITH src AS (" \
@@ -47,25 +67,11 @@ static const char copy_sql[] =
 	"       coalesce((SELECT string_agg(uid::text, ',' ORDER BY uid) FROM src), ''),"
 	"       (SELECT id FROM dst), NULL::bigint, (SELECT highestmodseq FROM dst)";
 
+/* MOVE locks both mailboxes in id order before it reads anything:
+ * sql/0009_move.sql. */
 static const char move_sql[] =
-	COPY_SQL_HEAD
-	", srcmb AS ("
-	"  UPDATE mailbox SET highestmodseq = highestmodseq + 1"
-	"   WHERE account_id = $1 AND id = $2 AND EXISTS (SELECT 1 FROM dst)"
-	"  RETURNING highestmodseq), "
-	"del AS ("
-	"  DELETE FROM message m USING srcmb"
-	"   WHERE m.account_id = $1 AND m.mailbox_id = $2 AND m.uid IN (SELECT uid FROM src)"
-	"  RETURNING m.uid), "
-	"tomb AS ("
-	"  INSERT INTO expunged (account_id, mailbox_id, uid, modseq)"
-	"  SELECT $1, $2, uid, srcmb.highestmodseq FROM src, srcmb"
-	"  ON CONFLICT (account_id, mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq) "
-	"SELECT (SELECT uidvalidity FROM mailbox WHERE account_id = $1 AND name = $3),"
-	"       (SELECT first_uid FROM dst), (SELECT cnt FROM n),"
-	"       coalesce((SELECT string_agg(uid::text, ',' ORDER BY uid) FROM src), ''),"
-	"       (SELECT id FROM dst), (SELECT highestmodseq FROM srcmb),"
-	"       (SELECT highestmodseq FROM dst)";
+	"SELECT uidvalidity, first_uid, cnt, src_uids, dst_id, src_modseq, dst_modseq"
+	"  FROM move_messages($1, $2, $3, $4::bigint[], $5::bigint[], $6, $7)";
 
 static void copied_cb(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
@@ -102,9 +108,13 @@ static void copied_cb(void *arg, PGresult *res, const char *err, const char *sql
 		return;
 	}
 	uint32_t first = (uint32_t)pg_u64(res, 0, 1);
-	mailbox_notify(s, (int64_t)pg_u64(res, 0, 4), pg_u64(res, 0, 6));
+	mailbox_notify_kind(s, (int64_t)pg_u64(res, 0, 4), pg_u64(res, 0, 6), "append");
+	/* COPY into the selected mailbox: the new messages reach the view by
+	 * the sync before the tagged OK. */
+	if ((int64_t)pg_u64(res, 0, 4) == sel->mailbox_id)
+		sel->dirty = true;
 	if (st->move)
-		mailbox_notify(s, sel->mailbox_id, pg_u64(res, 0, 5));
+		mailbox_notify_kind(s, sel->mailbox_id, pg_u64(res, 0, 5), "expunge");
 	/* The source UIDs in ascending order; the new ones follow that order. */
 	uint32_t *src = arena_alloc(c->arena, (size_t)count * sizeof(uint32_t));
 	size_t nsrc = 0;
@@ -120,27 +130,39 @@ static void copied_cb(void *arg, PGresult *res, const char *err, const char *sql
 	if (count > 1)
 		buf_printf(&code, ":%llu", (unsigned long long)(first + count - 1));
 	if (!st->move) {
-		cmd_ok(c, "[%s] %s%s completed", buf_ptr(&code), c->uid ? "UID " : "", what);
+		st->ok = arena_printf(c->arena, "[%s] %s%s completed", buf_ptr(&code), c->uid ? "UID " : "", what);
 		buf_free(&code);
-		cmd_done(c);
+		if (sel_complete(c, c->uid, copy_reply) == CMD_DONE)
+			cmd_done(c);
 		session_unref(s);
 		return;
 	}
 	/* RFC 6851 4.3: COPYUID in an untagged OK, then the expunges. */
 	session_printf(s, "* OK [%s] Moved\r\n", buf_ptr(&code));
 	buf_free(&code);
-	sel_own_modseq(sel, pg_u64(res, 0, 5));
+	sel_wrote(sel, pg_u64(res, 0, 5));
+	/* RFC 6851 4.4 / RFC 7162 3.2.10: VANISHED instead of EXPUNGE once
+	 * QRESYNC is enabled. */
+	struct uidset vanished = UIDSET_INIT;
 	for (size_t i = 0; i < nsrc; i++) {
 		uint32_t seq = uidset_seq(&sel->uids, src[i]);
 		if (seq == 0)
 			continue;
-		session_printf(s, "* %u EXPUNGE\r\n", seq);
+		if (sess_qresync(s))
+			uidset_add(&vanished, src[i]);
+		else
+			session_printf(s, "* %u EXPUNGE\r\n", seq);
 		uidset_remove(&sel->uids, src[i]);
 		uidset_remove(&sel->recent, src[i]);
 		uidset_remove(&sel->pending_expunge, src[i]);
 	}
-	cmd_ok(c, "%s%s completed", c->uid ? "UID " : "", what);
-	cmd_done(c);
+	sel_write_vanished(s, &vanished, false);
+	uidset_free(&vanished);
+	if (uidset_count(&sel->pending_expunge) == 0)
+		sel->pending_expunge_modseq = 0;
+	st->moved = true;
+	if (sel_complete(c, c->uid, copy_reply) == CMD_DONE)
+		cmd_done(c);
 	session_unref(s);
 }
 
@@ -172,6 +194,7 @@ static enum cmd_result copy_or_move(struct cmd *c, bool move)
 	struct copy_state *st = arena_zalloc(c->arena, sizeof(*st));
 	st->c = c;
 	st->move = move;
+	c->state = st;
 	char *lo, *hi, *min, *max;
 	uid_ranges_sql(&r, c->arena, &lo, &hi);
 	uid_ranges_bounds(&r, c->arena, &min, &max);

@@ -2,9 +2,9 @@
  *
  * Only extensions this server implements and announces can be enabled;
  * anything else is ignored, as section 3.1 requires ("the server MUST
- * ignore capabilities it does not support").  CONDSTORE and QRESYNC join
- * the table below when their implementation lands (RFC 7162 section 3.2.3:
- * enabling QRESYNC implies CONDSTORE).
+ * ignore capabilities it does not support").  RFC 7162 3.2.3: enabling
+ * QRESYNC implies CONDSTORE; ENABLE runs in the authenticated state only,
+ * so no mailbox is selected and no HIGHESTMODSEQ is due (3.1).
  */
 #include "imapd/imapd.h"
 
@@ -15,6 +15,8 @@ struct extension {
 };
 
 static const struct extension extensions[] = {
+	{ "CONDSTORE", EXT_CONDSTORE, 0 },
+	{ "QRESYNC", EXT_QRESYNC, EXT_CONDSTORE },
 	{ NULL, 0, 0 },
 };
 

@@ -5,6 +5,11 @@
  * \Deleted messages and leaves a tombstone per UID with that modseq
  * (DESIGN.md invariants 1 and 3), so other sessions and later resyncs see
  * exactly these UIDs vanish.
+ *
+ * After ENABLE QRESYNC the client is told with one VANISHED line instead of
+ * EXPUNGE responses, and the tagged OK carries the new HIGHESTMODSEQ when
+ * something was expunged (RFC 7162 3.2.7, 3.2.9); CLOSE says nothing
+ * (3.2.8).
  */
 #include <stdio.h>
 
@@ -15,6 +20,7 @@
 struct expunge_state {
 	struct cmd *c;
 	bool silent;
+	int count;
 	void (*then)(struct cmd *c);
 };
 
@@ -55,14 +61,23 @@ static void expunged_cb(void *arg, PGresult *res, const char *err, const char *s
 		return;
 	}
 	int n = PQntuples(res);
+	st->count = n;
+	struct uidset vanished = UIDSET_INIT;
 	for (int i = 0; i < n; i++) {
 		uint32_t uid = (uint32_t)pg_u64(res, i, 0);
 		if (i == 0) {
-			sel_own_modseq(sel, pg_u64(res, i, 1));
-			mailbox_notify(s, sel->mailbox_id, pg_u64(res, i, 1));
+			sel_wrote(sel, pg_u64(res, i, 1));
+			mailbox_notify_kind(s, sel->mailbox_id, pg_u64(res, i, 1), "expunge");
 		}
 		if (st->silent) {
 			uidset_remove(&sel->uids, uid);
+			continue;
+		}
+		if (sess_qresync(s)) {
+			if (uidset_remove(&sel->uids, uid))
+				uidset_add(&vanished, uid);
+			uidset_remove(&sel->recent, uid);
+			uidset_remove(&sel->pending_expunge, uid);
 			continue;
 		}
 		uint32_t seq = uidset_seq(&sel->uids, uid);
@@ -73,6 +88,10 @@ static void expunged_cb(void *arg, PGresult *res, const char *err, const char *s
 		uidset_remove(&sel->recent, uid);
 		uidset_remove(&sel->pending_expunge, uid);
 	}
+	sel_write_vanished(s, &vanished, false);
+	uidset_free(&vanished);
+	if (uidset_count(&sel->pending_expunge) == 0)
+		sel->pending_expunge_modseq = 0;
 	if (n > 0)
 		log_debug(&s->log, "expunged %d messages from %s", n, sel->name);
 	st->then(c);
@@ -87,6 +106,7 @@ void expunge_run(struct cmd *c, const struct uid_ranges *ranges, bool silent, vo
 	st->c = c;
 	st->silent = silent;
 	st->then = then;
+	c->state = st;
 	char *lo = NULL, *hi = NULL, *min = NULL, *max = NULL;
 	if (ranges != NULL) {
 		uid_ranges_sql(ranges, c->arena, &lo, &hi);
@@ -100,13 +120,25 @@ void expunge_run(struct cmd *c, const struct uid_ranges *ranges, bool silent, vo
 	c->pg = pg_query(s->w->pg, expunge_sql, 6, params, NULL, NULL, 0, expunged_cb, st);
 }
 
+static void expunge_reply(struct cmd *c)
+{
+	struct expunge_state *st = c->state;
+	struct session *s = c->s;
+	/* RFC 7162 3.2.7/3.2.9: with QRESYNC, the new HIGHESTMODSEQ when
+	 * something was expunged; everything below it has been told now. */
+	if (st != NULL && st->count > 0 && sess_qresync(s) && s->sel != NULL)
+		cmd_ok(c, "[HIGHESTMODSEQ %llu] %sExpunge completed",
+		       (unsigned long long)sel_safe_modseq(s->sel), c->uid ? "UID " : "");
+	else
+		cmd_ok(c, "%sExpunge completed", c->uid ? "UID " : "");
+}
+
 static void expunge_done(struct cmd *c)
 {
 	/* Changes from elsewhere may be told now too: EXPUNGE is not a
 	 * sequence-number command (RFC 3501 7.4.1). */
-	sel_announce(c->s, true);
-	cmd_ok(c, "%sExpunge completed", c->uid ? "UID " : "");
-	cmd_done(c);
+	if (sel_complete(c, true, expunge_reply) == CMD_DONE)
+		cmd_done(c);
 }
 
 enum cmd_result cmd_expunge(struct cmd *c)
@@ -134,10 +166,8 @@ enum cmd_result cmd_expunge(struct cmd *c)
 		cmd_bad(c, "%s", err);
 		return CMD_DONE;
 	}
-	if (r.n == 0) {
-		expunge_done(c);
-		return CMD_DONE;
-	}
+	if (r.n == 0)
+		return sel_complete(c, true, expunge_reply);
 	expunge_run(c, &r, false, expunge_done);
 	return CMD_PENDING;
 }

@@ -7,6 +7,13 @@
  * batch is only asked for once the client has taken most of the output of
  * the last one, so a FETCH 1:* of a large mailbox holds a bounded amount of
  * memory.  Non-PEEK body items set \Seen first (RFC 3501 6.4.5).
+ *
+ * RFC 7162: the MODSEQ item, the CHANGEDSINCE modifier (then the messages
+ * are read through the (mailbox, modseq) index in modseq order, batched
+ * with a (modseq, uid) keyset, so the cost follows the changes, not the
+ * set or the mailbox) and, for UID FETCH
+ * after ENABLE QRESYNC, the VANISHED modifier: VANISHED (EARLIER) with the
+ * UIDs of the set expunged since the modseq, before any FETCH (3.2.6).
  */
 #include <endian.h>
 #include <stdio.h>
@@ -21,7 +28,7 @@
 
 enum item_kind {
 	F_FLAGS, F_UID, F_INTERNALDATE, F_SIZE, F_ENVELOPE, F_BODYSTRUCTURE, F_BODY,
-	F_SECTION, F_RFC822, F_RFC822_HEADER, F_RFC822_TEXT,
+	F_SECTION, F_RFC822, F_RFC822_HEADER, F_RFC822_TEXT, F_MODSEQ,
 };
 
 struct fetch_item {
@@ -41,6 +48,12 @@ struct fetch_state {
 	size_t next_range;	/* batching position */
 	uint32_t next_uid;
 	uint32_t batch;
+	bool changedsince_set, vanished;
+	uint64_t changedsince;
+	struct uidset vanished_uids;	/* while VANISHED (EARLIER) is read */
+	uint64_t after_modseq;	/* CHANGEDSINCE batching: read (modseq, uid) above these */
+	uint32_t after_uid;
+	bool last_batch;
 };
 
 static bool want(const struct fetch_state *st, enum item_kind k)
@@ -141,6 +154,7 @@ static int parse_item(struct fetch_state *st, size_t *cap, struct arena *a, cons
 		{ "RFC822.SIZE", F_SIZE }, { "ENVELOPE", F_ENVELOPE },
 		{ "BODYSTRUCTURE", F_BODYSTRUCTURE }, { "BODY", F_BODY }, { "RFC822", F_RFC822 },
 		{ "RFC822.HEADER", F_RFC822_HEADER }, { "RFC822.TEXT", F_RFC822_TEXT },
+		{ "MODSEQ", F_MODSEQ },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(simple); i++) {
 		if (str_ieq(t, simple[i].name)) {
@@ -234,6 +248,32 @@ static void write_section(struct session *s, const struct fetch_item *it, const 
 
 static void next_batch(struct cmd *c);
 
+static bool ranges_have(const struct uid_ranges *r, uint32_t uid)
+{
+	size_t lo = 0, hi = r->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (r->hi[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < r->n && r->lo[lo] <= uid;
+}
+
+static void fetch_reply(struct cmd *c)
+{
+	cmd_ok(c, "%sFetch completed", c->uid ? "UID " : "");
+}
+
+/* The end: pending changes are told (a sequence-number FETCH may not be
+ * followed by EXPUNGE responses, RFC 3501 7.4.1; UID FETCH may). */
+static void fetch_finish(struct cmd *c, bool in_callback)
+{
+	if (sel_complete(c, c->uid, fetch_reply) == CMD_DONE && in_callback)
+		cmd_done(c);
+}
+
 static void batch_cb(void *arg, PGresult *res, const char *err, const char *sqlstate)
 {
 	struct fetch_state *st = arg;
@@ -249,6 +289,10 @@ static void batch_cb(void *arg, PGresult *res, const char *err, const char *sqls
 	int n = PQntuples(res);
 	for (int i = 0; i < n && !s->dead; i++) {
 		uint32_t uid = (uint32_t)bin_u64(res, i, 0);
+		st->after_uid = uid;
+		st->after_modseq = bin_u64(res, i, 10);
+		if (st->changedsince_set && !ranges_have(&st->all, uid))
+			continue;
 		uint32_t seq = uidset_seq(&sel->uids, uid);
 		if (seq == 0)
 			continue;
@@ -272,6 +316,20 @@ static void batch_cb(void *arg, PGresult *res, const char *err, const char *sqls
 			case F_UID:
 				session_printf(s, "UID %u", uid);
 				break;
+			case F_MODSEQ: {
+				uint64_t modseq = bin_u64(res, i, 10);
+				session_printf(s, "MODSEQ (%llu)", (unsigned long long)modseq);
+				/* A client may take the highest MODSEQ it saw as its
+				 * HIGHESTMODSEQ (RFC 7162 6): one above what this
+				 * session has synced means changes below it may be
+				 * untold, so sync before the tagged OK, and lower
+				 * the client's value if expunges must wait. */
+				if (modseq > c->modseq_told)
+					c->modseq_told = modseq;
+				if (modseq > sel->known_modseq)
+					sel->dirty = true;
+				break;
+			}
 			case F_INTERNALDATE:
 				session_printf(s, "INTERNALDATE \"%s\"", PQgetvalue(res, i, 3));
 				break;
@@ -308,12 +366,10 @@ static void batch_cb(void *arg, PGresult *res, const char *err, const char *sqls
 		session_unref(s);
 		return;
 	}
-	if (st->next_range >= st->all.n) {
-		/* A sequence-number FETCH may not be followed by EXPUNGE
-		 * responses (RFC 3501 7.4.1); UID FETCH may. */
-		sel_announce(s, c->uid);
-		cmd_ok(c, "%sFetch completed", c->uid ? "UID " : "");
-		cmd_done(c);
+	if (st->changedsince_set)
+		st->last_batch = (uint32_t)n < st->batch;
+	if (st->changedsince_set ? st->last_batch : st->next_range >= st->all.n) {
+		fetch_finish(c, true);
 		session_unref(s);
 		return;
 	}
@@ -326,10 +382,47 @@ static void batch_cb(void *arg, PGresult *res, const char *err, const char *sqls
 	session_unref(s);
 }
 
+#define FETCH_COLUMNS \
+	"SELECT m.uid, m.flags, array_to_string(m.keywords, ' ')," \
+	"       to_char(m.internaldate AT TIME ZONE 'UTC', 'DD-Mon-YYYY HH24:MI:SS +0000')," \
+	"       m.size, %s, %s, %s, %s, %s, m.modseq"
+
 static void next_batch(struct cmd *c)
 {
 	struct fetch_state *st = c->state;
 	struct session *s = c->s;
+	const char *meta = st->need_meta || st->need_data
+				   ? "JOIN blob b ON b.tenant_id = m.tenant_id AND b.hash = m.blob_hash" : "";
+	char *cols = arena_printf(c->arena, FETCH_COLUMNS,
+		st->need_meta ? "b.envelope" : "NULL::text",
+		st->need_meta ? "b.bodystructure" : "NULL::text",
+		st->need_meta ? "b.body" : "NULL::text",
+		st->need_data ? "b.parts" : "NULL::bytea",
+		st->need_data ? "b.data" : "NULL::bytea");
+	if (st->changedsince_set) {
+		/* RFC 7162 3.1.4.1: only messages above the modseq, read in
+		 * modseq order: ORDER BY modseq LIMIT keeps the planner on the
+		 * (mailbox, modseq) index even where its statistics (which span
+		 * every mailbox) make "modseq > n" look common.  The set is
+		 * applied as a UID span here and exactly in batch_cb. */
+		const char *params[7] = {
+			arena_printf(c->arena, "%lld", (long long)s->account_id),
+			arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id),
+			arena_printf(c->arena, "%u", st->after_uid),
+			arena_printf(c->arena, "%u", st->all.hi[st->all.n - 1]),
+			arena_printf(c->arena, "%llu", (unsigned long long)st->after_modseq),
+			arena_printf(c->arena, "%u", st->batch),
+			arena_printf(c->arena, "%u", st->all.lo[0]),
+		};
+		char *sql = arena_printf(c->arena,
+			"%s FROM message m %s"
+			" WHERE m.account_id = $1 AND m.mailbox_id = $2 AND m.modseq >= $5::bigint"
+			"   AND (m.modseq, m.uid) > ($5::bigint, $3::bigint)"
+			"   AND m.uid BETWEEN $7::bigint AND $4::bigint"
+			" ORDER BY m.modseq, m.uid LIMIT $6::int", cols, meta);
+		c->pg = pg_query(s->w->pg, sql, 7, params, NULL, NULL, 1, batch_cb, st);
+		return;
+	}
 	/* Take UID ranges until the batch holds st->batch messages. */
 	struct uid_ranges b = { 0 };
 	size_t cap = st->all.n - st->next_range;
@@ -360,18 +453,82 @@ static void next_batch(struct cmd *c)
 		lo, hi, min, max,
 	};
 	char *sql = arena_printf(c->arena,
-		"SELECT m.uid, m.flags, array_to_string(m.keywords, ' '),"
-		"       to_char(m.internaldate AT TIME ZONE 'UTC', 'DD-Mon-YYYY HH24:MI:SS +0000'),"
-		"       m.size, %s, %s, %s, %s, %s"
-		"  FROM " UID_RANGES_JOIN("m", "$3", "$4", "$5", "$6") " %s"
-		" ORDER BY m.uid",
-		st->need_meta ? "b.envelope" : "NULL::text",
-		st->need_meta ? "b.bodystructure" : "NULL::text",
-		st->need_meta ? "b.body" : "NULL::text",
-		st->need_data ? "b.parts" : "NULL::bytea",
-		st->need_data ? "b.data" : "NULL::bytea",
-		st->need_meta || st->need_data ? "JOIN blob b ON b.tenant_id = m.tenant_id AND b.hash = m.blob_hash" : "");
+		"%s FROM " UID_RANGES_JOIN("m", "$3", "$4", "$5", "$6") " %s ORDER BY m.uid", cols, meta);
 	c->pg = pg_query(s->w->pg, sql, 6, params, NULL, NULL, 1, batch_cb, st);
+}
+
+/* ---- VANISHED (EARLIER) for UID FETCH (RFC 7162 3.2.6) ---- */
+
+static void vanished_abort(struct cmd *c)
+{
+	struct fetch_state *st = c->state;
+	uidset_free(&st->vanished_uids);
+}
+
+static void vanished_done(struct cmd *c, struct vanish_read *vr, const char *err)
+{
+	struct fetch_state *st = c->state;
+	struct session *s = c->s;
+	c->on_abort = NULL;
+	if (err != NULL) {
+		uidset_free(&st->vanished_uids);
+		cmd_unavailable(c, err);
+		cmd_done(c);
+		return;
+	}
+	/* Only UIDs of the client's set ... */
+	struct seqset set;
+	const char *perr = NULL;
+	struct str text;
+	imap_arg_atom(&c->args[0], &text);
+	seqset_parse(text, (size_t)s->w->cfg->max_args, c->arena, &set, &perr);
+	seqset_resolve(&set, UINT32_MAX);
+	struct uidset out = UIDSET_INIT;
+	struct seqset got = uidset_view(&st->vanished_uids);
+	for (size_t i = 0; i < got.n; i++)
+		for (size_t k = 0; k < set.n; k++) {
+			uint32_t a = MAX(got.r[i].lo, set.r[k].lo), b = MIN(got.r[i].hi, set.r[k].hi);
+			if (a <= b)
+				uidset_add_range(&out, a, b);
+		}
+	uidset_free(&st->vanished_uids);
+	/* ... and not in the view: those are expunges this session has not
+	 * told yet; they come as VANISHED (without EARLIER) when allowed. */
+	struct seqset v = uidset_view(&s->sel->uids);
+	for (size_t i = 0; i < v.n && uidset_count(&out) > 0; i++)
+		uidset_remove_range(&out, v.r[i].lo, v.r[i].hi);
+	sel_write_vanished(s, &out, true);
+	uidset_free(&out);
+	if (st->all.n == 0)
+		fetch_finish(c, true);
+	else
+		next_batch(c);
+}
+
+static void vanished_step(struct cmd *c)
+{
+	struct fetch_state *st = c->state;
+	struct session *s = c->s;
+	if (!st->vanished) {
+		next_batch(c);
+		return;
+	}
+	struct seqset set;
+	const char *err = NULL;
+	struct str text;
+	imap_arg_atom(&c->args[0], &text);
+	seqset_parse(text, (size_t)s->w->cfg->max_args, c->arena, &set, &err);
+	seqset_resolve(&set, UINT32_MAX);
+	struct vanish_read *vr = arena_zalloc(c->arena, sizeof(*vr));
+	vr->c = c;
+	vr->from = st->changedsince;
+	vr->lo = set.n ? set.r[0].lo : 1;
+	vr->hi = seqset_max(&set);
+	vr->out = &st->vanished_uids;
+	vr->done = vanished_done;
+	uidset_init(&st->vanished_uids);
+	c->on_abort = vanished_abort;
+	sel_read_vanished(vr);
 }
 
 static void seen_cb(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -385,31 +542,80 @@ static void seen_cb(void *arg, PGresult *res, const char *err, const char *sqlst
 		return;
 	}
 	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-		sel_own_modseq(s->sel, pg_u64(res, 0, 0));
-		mailbox_notify(s, s->sel->mailbox_id, pg_u64(res, 0, 0));
+		uint64_t modseq = pg_u64(res, 0, 0);
+		sel_wrote(s->sel, modseq);
+		mailbox_notify_kind(s, s->sel->mailbox_id, modseq, "flags");
 	}
-	next_batch(c);
+	vanished_step(c);
 	session_unref(s);
+}
+
+/* RFC 4466 2.4 fetch modifiers: CHANGEDSINCE n, VANISHED (RFC 7162). */
+static bool parse_modifiers(struct cmd *c, struct fetch_state *st, const struct imap_arg *a, const char **why)
+{
+	const struct imap_arg *l;
+	size_t n;
+	if (!imap_arg_list(a, &l, &n) || n == 0) {
+		*why = "Invalid FETCH modifiers";
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (imap_arg_is_atom(&l[i], "CHANGEDSINCE") && !st->changedsince_set && i + 1 < n &&
+		    imap_arg_number64(&l[i + 1], &st->changedsince)) {
+			st->changedsince_set = true;
+			i++;
+		} else if (imap_arg_is_atom(&l[i], "VANISHED") && !st->vanished) {
+			st->vanished = true;
+		} else {
+			*why = "Invalid FETCH modifier";
+			return false;
+		}
+	}
+	if (st->vanished) {
+		/* RFC 7162 3.2.6: UID FETCH only, after ENABLE QRESYNC, and
+		 * only together with CHANGEDSINCE; BAD otherwise. */
+		if (!c->uid) {
+			*why = "VANISHED is only allowed with UID FETCH";
+			return false;
+		}
+		if (!sess_qresync(c->s)) {
+			*why = "VANISHED needs ENABLE QRESYNC first";
+			return false;
+		}
+		if (!st->changedsince_set) {
+			*why = "VANISHED needs CHANGEDSINCE";
+			return false;
+		}
+	}
+	return true;
 }
 
 enum cmd_result cmd_fetch(struct cmd *c)
 {
 	struct session *s = c->s;
-	if (c->nargs < 2) {
-		cmd_bad(c, "FETCH takes a message set and items");
+	if (c->nargs < 2 || c->nargs > 3) {
+		cmd_bad(c, "FETCH takes a message set, items and optional modifiers");
 		return CMD_DONE;
 	}
 	struct fetch_state *st = arena_zalloc(c->arena, sizeof(*st));
 	st->c = c;
-	if (parse_items(st, c->arena, &c->args[1], c->nargs - 1) < 0) {
+	if (parse_items(st, c->arena, &c->args[1], 1) < 0) {
 		cmd_bad(c, "Invalid FETCH items");
 		return CMD_DONE;
 	}
 	const char *err = NULL;
+	if (c->nargs == 3 && !parse_modifiers(c, st, &c->args[2], &err)) {
+		cmd_bad(c, "%s", err);
+		return CMD_DONE;
+	}
 	if (sel_resolve(s, &c->args[0], c->uid, c->arena, &st->all, &err) < 0) {
 		cmd_bad(c, "%s", err);
 		return CMD_DONE;
 	}
+	size_t cap = st->nitems;
+	/* RFC 7162 3.1.4.1: CHANGEDSINCE implies the MODSEQ item. */
+	if (st->changedsince_set && !want(st, F_MODSEQ))
+		add_item(st, &cap, c->arena, (struct fetch_item){ .kind = F_MODSEQ, .label = "MODSEQ" });
 	for (size_t i = 0; i < st->nitems; i++) {
 		enum item_kind k = st->items[i].kind;
 		if (k == F_ENVELOPE || k == F_BODYSTRUCTURE || k == F_BODY)
@@ -419,22 +625,32 @@ enum cmd_result cmd_fetch(struct cmd *c)
 		if (k == F_RFC822 || k == F_RFC822_TEXT)
 			st->set_seen = true;
 	}
+	/* RFC 7162 3.1: MODSEQ and CHANGEDSINCE are CONDSTORE enabling. */
+	if (want(st, F_MODSEQ))
+		condstore_enable(c);
 	if (s->sel->readonly)
 		st->set_seen = false;
 	if (st->set_seen && !want(st, F_FLAGS)) {
 		/* RFC 3501 6.4.5: the client learns of the new \Seen flag. */
-		size_t cap = st->nitems;
 		add_item(st, &cap, c->arena, (struct fetch_item){ .kind = F_FLAGS, .label = "FLAGS" });
 	}
-	st->batch = (uint32_t)(st->need_data ? MIN(s->w->cfg->fetch_batch, 50) : s->w->cfg->fetch_batch);
-	c->state = st;
-	if (st->all.n == 0) {
-		sel_announce(s, c->uid);
-		cmd_ok(c, "%sFetch completed", c->uid ? "UID " : "");
-		return CMD_DONE;
+	if (st->set_seen && sess_condstore(s)) {
+		/* RFC 7162 3.2.4: FETCH responses caused by an implicit \Seen
+		 * carry UID and MODSEQ. */
+		if (!want(st, F_UID) && !c->uid)
+			add_item(st, &cap, c->arena, (struct fetch_item){ .kind = F_UID, .label = "UID" });
+		if (!want(st, F_MODSEQ))
+			add_item(st, &cap, c->arena, (struct fetch_item){ .kind = F_MODSEQ, .label = "MODSEQ" });
 	}
-	if (!st->set_seen) {
-		next_batch(c);
+	st->batch = (uint32_t)(st->need_data ? MIN(s->w->cfg->fetch_batch, 50) : s->w->cfg->fetch_batch);
+	/* (changedsince, 2^32-1): the first batch starts above the modseq. */
+	st->after_modseq = st->changedsince;
+	st->after_uid = UINT32_MAX;
+	c->state = st;
+	if (st->all.n == 0 && !st->vanished)
+		return sel_complete(c, c->uid, fetch_reply);
+	if (!st->set_seen || st->all.n == 0) {
+		vanished_step(c);
 		return CMD_PENDING;
 	}
 	char *lo, *hi, *min, *max;

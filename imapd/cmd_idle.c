@@ -1,8 +1,10 @@
 /* IDLE (RFC 2177).
  *
- * While idling, the selected mailbox is checked every idle_check_interval
- * seconds and whatever changed is told at once (EXPUNGE is allowed: IDLE
- * is not a sequence-number command).  A harmless "* OK Still here" every
+ * While idling, the session is fed by its worker's watch of the mailbox
+ * (watch.c): NATS notifications, coalesced into one delta query per
+ * mailbox per loop turn, and the worker's periodic HIGHESTMODSEQ check
+ * when NATS is down or lost one.  Whatever changed is told at once
+ * (EXPUNGE/VANISHED are allowed: IDLE is not a sequence-number command).  A harmless "* OK Still here" every
  * idle_keepalive seconds keeps NAT boxes on mobile networks from dropping
  * the flow.  Commands pipelined right after DONE (as iOS Mail sends them)
  * stay in the input buffer and run next.
@@ -10,11 +12,11 @@
 #include <strings.h>
 
 #include "imapd/mailview.h"
+#include "imapd/watch.h"
 #include "lib/pg.h"
 
 struct idle_state {
 	struct cmd *c;
-	ev_timer check;
 	ev_timer keepalive;
 	bool done_requested;	/* DONE arrived while a check was running */
 };
@@ -22,8 +24,9 @@ struct idle_state {
 static void idle_stop_timers(struct cmd *c)
 {
 	struct idle_state *st = c->state;
-	ev_timer_stop(c->s->w->loop, &st->check);
 	ev_timer_stop(c->s->w->loop, &st->keepalive);
+	if (c->s->sel != NULL)
+		watch_idle(c->s->sel, NULL);
 }
 
 static void idle_finish(struct cmd *c)
@@ -34,7 +37,7 @@ static void idle_finish(struct cmd *c)
 	cmd_done(c);
 }
 
-static void idle_synced(struct cmd *c)
+void idle_synced(struct cmd *c)
 {
 	struct idle_state *st = c->state;
 	struct session *s = c->s;
@@ -50,18 +53,6 @@ static void idle_synced(struct cmd *c)
 	}
 	sel_announce(s, true);
 	session_flush(s);
-}
-
-static void check_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-	struct idle_state *st = t->data;
-	struct cmd *c = st->c;
-	struct session *s = c->s;
-	if (s->sel == NULL || c->pg != NULL)
-		return;
-	session_ref(s);
-	sel_sync(c, idle_synced);
-	session_unref(s);
 }
 
 static void keepalive_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -113,18 +104,19 @@ enum cmd_result cmd_idle(struct cmd *c)
 	c->state = st;
 	c->on_abort = idle_abort;
 	c->on_line = idle_line;
-	ev_tstamp every = (ev_tstamp)s->w->cfg->idle_check_interval;
-	ev_timer_init(&st->check, check_cb, every, every);
-	st->check.data = st;
 	ev_timer_init(&st->keepalive, keepalive_cb, (ev_tstamp)s->w->cfg->idle_keepalive,
 		      (ev_tstamp)s->w->cfg->idle_keepalive);
 	st->keepalive.data = st;
-	if (s->sel != NULL)
-		ev_timer_start(s->w->loop, &st->check);
 	ev_timer_start(s->w->loop, &st->keepalive);
 	/* Anything already pending is told right away. */
 	sel_announce(s, true);
 	session_write(s, "+ idling\r\n", 10);
 	s->input = INPUT_LINE;
+	if (s->sel != NULL) {
+		watch_idle(s->sel, c);
+		/* Changes announced before the IDLE: fetch them now. */
+		if (s->sel->dirty)
+			sel_sync(c, idle_synced);
+	}
 	return CMD_PENDING;
 }

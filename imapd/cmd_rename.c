@@ -27,11 +27,22 @@
  * UIDVALIDITY with INBOX's uidnext, highestmodseq and recent_uid, the
  * message rows change mailbox keeping their UIDs, and every moved UID gets
  * a tombstone in INBOX with the new modseq, so sessions that have INBOX
- * selected and clients resynchronising later see them vanish.  A message
- * delivered after the statement's snapshot but before it got the lock is
- * left in INBOX (it keeps a UID below the new mailbox's uidnext, which is
- * harmless).  max_mailboxes applies (NO [LIMIT]).  The new mailbox is
+ * selected and clients resynchronising later see them vanish.  INBOX keeps
+ * its uidnext, its old tombstones and hole ranges: its UID space loses
+ * nothing.  max_mailboxes applies (NO [LIMIT]).  The new mailbox is
  * subscribed if INBOX is.
+ *
+ * The new mailbox must keep the invariant SELECT builds views from: every
+ * UID below uidnext is a live message or a hole (tombstone or
+ * expunged_range, sql/0005_tombstone_expiry.sql).  Its holes are exactly
+ * the UIDs below uidnext that were not moved, written as ranges; copying
+ * INBOX's tombstones and ranges instead would miss UIDs that changed after
+ * the statement's snapshot but before it got INBOX's lock (a delivery takes
+ * a UID the copy does not know, an expunge deletes a message the move then
+ * skips).  Their modseqs are not kept: the mailbox starts with a fresh
+ * UIDVALIDITY, so no client can hold a modseq of it from before it
+ * existed, and its vanished_floor starts at its highestmodseq (RFC 7162
+ * 3.2.6 note: a resync from below the floor is answered from the holes).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +115,7 @@ static void inbox_renamed(void *arg, PGresult *res, const char *err, const char 
 		int64_t inbox = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 		uint64_t modseq = strtoull(PQgetvalue(res, 0, 3), NULL, 10);
 		log_info(&s->log, "RENAME INBOX: %s messages moved", PQgetvalue(res, 0, 4));
-		mailbox_notify(s, inbox, modseq);
+		mailbox_notify_kind(s, inbox, modseq, "expunge");
 		cmd_ok(c, "Rename completed");
 	}
 	cmd_done(c);
@@ -143,21 +154,24 @@ enum cmd_result cmd_rename(struct cmd *c)
 			"     AND NOT (SELECT taken FROM dst) AND (SELECT n FROM dst) < $3::bigint"
 			"  RETURNING id, uidnext, highestmodseq, recent_uid, keywords),"
 			" nb AS ("
-			"  INSERT INTO mailbox (account_id, name, uidnext, highestmodseq, recent_uid,"
-			"                       keywords)"
-			"  SELECT $1::bigint, $2::text, uidnext, highestmodseq, recent_uid, keywords FROM src"
+			"  INSERT INTO mailbox (account_id, name, uidnext, highestmodseq, vanished_floor,"
+			"                       recent_uid, keywords)"
+			"  SELECT $1::bigint, $2::text, uidnext, highestmodseq, highestmodseq, recent_uid,"
+			"         keywords FROM src"
 			"  RETURNING id),"
-			/* Every UID below uidnext is a live message or a tombstone
-			 * (cmd_select.c builds views from that): the messages keep
-			 * their UIDs, so INBOX's old tombstones go along too. */
-			" holes AS ("
-			"  INSERT INTO expunged (account_id, mailbox_id, uid, modseq)"
-			"  SELECT $1::bigint, nb.id, e.uid, e.modseq FROM nb, expunged e"
-			"   WHERE e.account_id = $1::bigint AND e.mailbox_id = (SELECT id FROM src)),"
 			" moved AS ("
 			"  UPDATE message SET mailbox_id = (SELECT id FROM nb)"
 			"   WHERE account_id = $1::bigint AND mailbox_id = (SELECT id FROM src)"
 			"  RETURNING uid),"
+			/* The new mailbox's holes: the gaps between the moved UIDs,
+			 * with src.uidnext closing the last one (see the comment at
+			 * the top). */
+			" holes AS ("
+			"  INSERT INTO expunged_range (account_id, mailbox_id, lo, hi)"
+			"  SELECT $1::bigint, nb.id, g.lo, g.hi FROM nb,"
+			"   (SELECT coalesce(lag(u.uid) OVER (ORDER BY u.uid), 0) + 1 AS lo, u.uid - 1 AS hi"
+			"      FROM (SELECT uid FROM moved UNION ALL SELECT uidnext FROM src) u) g"
+			"   WHERE g.lo <= g.hi),"
 			" tomb AS ("
 			"  INSERT INTO expunged (account_id, mailbox_id, uid, modseq)"
 			"  SELECT $1::bigint, src.id, moved.uid, src.highestmodseq FROM src, moved"

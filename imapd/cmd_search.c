@@ -65,6 +65,7 @@ struct search_state {
 	bool writing;
 	struct seqset view;
 	struct seqset_iter it;
+	uint64_t max_modseq;	/* highest modseq among the matches */
 };
 
 static int resolve(void *ctx, const struct imap_arg *arg, bool uid, struct arena *a,
@@ -87,9 +88,16 @@ static void search_abort(struct cmd *c)
 	release(c->state);
 }
 
-static const char *done_text(const struct cmd *c)
+static void search_reply(struct cmd *c)
 {
-	return c->uid ? "UID SEARCH completed" : "SEARCH completed";
+	cmd_ok(c, "%s", c->uid ? "UID SEARCH completed" : "SEARCH completed");
+}
+
+/* RFC 3501 7.4.1 and RFC 7162 3.2.10.2: no EXPUNGE or VANISHED after a
+ * SEARCH, or after a UID SEARCH whose keys use sequence numbers. */
+static bool may_expunge(const struct cmd *c, const struct search_state *st)
+{
+	return c->uid && !st->q.has_seqnums;
 }
 
 static void write_results(struct cmd *c)
@@ -125,11 +133,20 @@ static void write_results(struct cmd *c)
 	buf_free(&b);
 	if (s->dead)
 		return;	/* search_abort released the state */
+	/* RFC 7162 3.1.6: with a MODSEQ key, a non-empty result ends with
+	 * the highest modseq of the messages returned.  One above what the
+	 * session has synced: sync before the tagged OK (see cmd_fetch.c). */
+	if (st->q.has_modseq && uidset_count(&st->matches) > 0) {
+		session_printf(s, " (MODSEQ %llu)", (unsigned long long)st->max_modseq);
+		if (st->max_modseq > c->modseq_told)
+			c->modseq_told = st->max_modseq;
+		if (s->sel != NULL && st->max_modseq > s->sel->known_modseq)
+			s->sel->dirty = true;
+	}
 	session_write(s, "\r\n", 2);
 	release(st);
-	sel_announce(s, c->uid);
-	cmd_ok(c, "%s", done_text(c));
-	cmd_done(c);
+	if (sel_complete(c, may_expunge(c, st), search_reply) == CMD_DONE)
+		cmd_done(c);
 }
 
 static uint64_t bin_u64(const PGresult *r, int row, int col)
@@ -173,6 +190,7 @@ static void batch_cb(void *arg, PGresult *res, const char *err, const char *sqls
 			.internaldate = (int64_t)bin_u64(res, i, 3),
 			.size = bin_u64(res, i, 4),
 			.sent_date = PQgetisnull(res, i, 5) ? INT64_MIN : (int64_t)bin_u64(res, i, 5),
+			.modseq = bin_u64(res, i, 8),
 		};
 		if (st->q.need_data) {
 			if (PQgetisnull(res, i, 7)) {
@@ -191,8 +209,11 @@ static void batch_cb(void *arg, PGresult *res, const char *err, const char *sqls
 		if (!uidset_contains(&sel->uids, m.uid))
 			continue;
 		m.recent = sel_recent(sel, m.uid);
-		if (search_match(&st->q, &m, &st->sc))
+		if (search_match(&st->q, &m, &st->sc)) {
 			uidset_add(&st->matches, m.uid);
+			if (m.modseq > st->max_modseq)
+				st->max_modseq = m.modseq;
+		}
 	}
 	if (cut || full) {
 		st->span = 1;
@@ -238,15 +259,15 @@ static const char *batch_sql(struct cmd *c, const struct search_state *st, const
 		"m.account_id = $1 AND m.mailbox_id = $2 AND m.uid > $3 AND m.uid <= $4";
 	if (!q->need_data)
 		return arena_printf(c->arena,
-			"SELECT %s, %s, NULL::bytea, NULL::bytea FROM message m%s"
+			"SELECT %s, %s, NULL::bytea, NULL::bytea, m.modseq FROM message m%s"
 			" WHERE %s AND %s ORDER BY m.uid LIMIT $5",
 			cols, sent, join, cond, where);
 	/* With the bytes: a running sum of sizes keeps the batch within the
 	 * budget; rows past it come without bytes (the LEFT JOIN does not
 	 * read them) and start the next batch. */
 	return arena_printf(c->arena,
-		"SELECT c.uid, c.flags, c.kw, c.idate, c.size, c.sent, d.parts, d.data"
-		"  FROM (SELECT %s, %s AS sent, m.tenant_id, m.blob_hash,"
+		"SELECT c.uid, c.flags, c.kw, c.idate, c.size, c.sent, d.parts, d.data, c.modseq"
+		"  FROM (SELECT %s, %s AS sent, m.tenant_id, m.blob_hash, m.modseq,"
 		"               sum(m.size) OVER (ORDER BY m.uid) AS run"
 		"          FROM message m%s WHERE %s AND %s ORDER BY m.uid LIMIT $5) c"
 		"  LEFT JOIN blob d ON d.tenant_id = c.tenant_id AND d.hash = c.blob_hash"
@@ -275,6 +296,9 @@ enum cmd_result cmd_search(struct cmd *c)
 		cmd_bad(c, "%s", err);
 		return CMD_DONE;
 	}
+	/* RFC 7162 3.1: a SEARCH with MODSEQ is CONDSTORE enabling. */
+	if (st->q.has_modseq)
+		condstore_enable(c);
 
 	/* \Recent UIDs as ranges for the WHERE clause. */
 	struct seqset rv = uidset_view(&sel->recent);
@@ -295,9 +319,7 @@ enum cmd_result cmd_search(struct cmd *c)
 	if (st->q.uid_lo > st->hi_uid || strcmp(buf_ptr(&where), "FALSE") == 0) {
 		buf_free(&where);
 		session_write(s, "* SEARCH\r\n", 10);
-		sel_announce(s, c->uid);
-		cmd_ok(c, "%s", done_text(c));
-		return CMD_DONE;
+		return sel_complete(c, may_expunge(c, st), search_reply);
 	}
 	st->sql = batch_sql(c, st, buf_ptr(&where));
 	buf_free(&where);

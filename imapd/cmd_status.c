@@ -10,9 +10,10 @@
  * claimed its recent messages already, so STATUS there answers 0 for what
  * that session itself shows as \Recent.
  *
- * Items: MESSAGES, RECENT, UIDNEXT, UIDVALIDITY, UNSEEN (RFC 3501), and
- * HIGHESTMODSEQ (RFC 7162) and SIZE (RFC 8438), cheap to answer although
- * their capabilities are not announced yet.  The answer lists them in this
+ * Items: MESSAGES, RECENT, UIDNEXT, UIDVALIDITY, UNSEEN (RFC 3501),
+ * HIGHESTMODSEQ (RFC 7162 3.1.7; asking for it is a CONDSTORE enabling
+ * command, 3.1) and SIZE (RFC 8438), cheap to answer although STATUS=SIZE
+ * is not announced.  The answer lists them in this
  * fixed order whatever order they were asked in (the RFC's own example
  * does so), each once.
  *
@@ -25,6 +26,7 @@
 
 #include "imapd/imapd.h"
 #include "imapd/mailbox.h"
+#include "imapd/mailview.h"
 #include "lib/pg.h"
 
 enum {
@@ -121,6 +123,8 @@ enum cmd_result cmd_status(struct cmd *c)
 	}
 	if (!mailbox_arg(c, &c->args[0], 0, &st->name))
 		return CMD_DONE;
+	if (st->want & ST_HIGHESTMODSEQ)
+		condstore_enable(c);
 	const char *params[6] = {
 		arena_printf(c->arena, "%lld", (long long)s->account_id),
 		st->name.p,

@@ -1,12 +1,15 @@
-/* STORE and UID STORE (RFC 3501 6.4.6).
+/* STORE and UID STORE (RFC 3501 6.4.6) with the UNCHANGEDSINCE modifier
+ * (RFC 7162 3.1.3).
  *
- * One statement per command: it takes one new modseq from the mailbox
- * counter only if some message really changes (DESIGN.md invariant 1),
- * updates those messages to it, records new keywords on the mailbox (for
- * FLAGS/PERMANENTFLAGS), and returns the flags of every message in the set
- * for the untagged FETCH responses.
+ * One call of store_flags() (sql/0007_store.sql) per command: it locks the
+ * mailbox row, then decides every message on a snapshot taken with the
+ * lock held, takes one new modseq from the mailbox counter only if some
+ * message really changes (DESIGN.md invariant 1, RFC 7162 3.1.11), gives
+ * it to the messages it changes, and returns every message of the set with
+ * its status (changed, unchanged, failed UNCHANGEDSINCE).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "imapd/mailbox.h"
@@ -18,53 +21,17 @@ enum store_mode { STORE_SET, STORE_ADD, STORE_REMOVE };
 struct store_state {
 	struct cmd *c;
 	bool silent;
+	bool conditional;
+	char *modified;		/* MODIFIED set, or NULL */
 };
 
-/* $1 account, $2 mailbox, $3/$4 UID ranges, $5 flag bits, $6 keywords */
-
-static const char *const change_cond[] = {
-	[STORE_SET] = "(m.flags <> $5::int OR NOT (m.keywords @> $6::text[] AND m.keywords <@ $6::text[]))",
-	[STORE_ADD] = "((m.flags | $5::int) <> m.flags OR NOT m.keywords @> $6::text[])",
-	[STORE_REMOVE] = "((m.flags & $5::int) <> 0 OR m.keywords && $6::text[])",
-};
-
-static const char *const new_flags[] = {
-	[STORE_SET] = "$5::int",
-	[STORE_ADD] = "m.flags | $5::int",
-	[STORE_REMOVE] = "m.flags & ~$5::int",
-};
-
-static const char *const new_keywords[] = {
-	[STORE_SET] = "$6::text[]",
-	[STORE_ADD] = "m.keywords || ARRAY(SELECT k FROM unnest($6::text[]) k WHERE k <> ALL (m.keywords))",
-	[STORE_REMOVE] = "ARRAY(SELECT k FROM unnest(m.keywords) WITH ORDINALITY t(k, o)"
-			 " WHERE k <> ALL ($6::text[]) ORDER BY o)",
-};
-
-static char *store_sql(struct arena *a, enum store_mode mode)
+static void store_reply(struct cmd *c)
 {
-	return arena_printf(a,
-		"WITH target AS ("
-		"  SELECT m.uid FROM " UID_RANGES_JOIN("m", "$3", "$4", "$8", "$9") " WHERE %s), "
-		"mb AS ("
-		"  UPDATE mailbox SET highestmodseq = highestmodseq + 1,"
-		"         keywords = keywords || ARRAY(SELECT k FROM unnest($6::text[]) k"
-		"                                       WHERE k <> ALL (mailbox.keywords) AND $7::int = 1)"
-		"   WHERE account_id = $1 AND id = $2 AND EXISTS (SELECT 1 FROM target)"
-		"  RETURNING highestmodseq), "
-		"upd AS ("
-		"  UPDATE message m SET flags = %s, keywords = %s, modseq = mb.highestmodseq"
-		"    FROM mb"
-		"   WHERE m.account_id = $1 AND m.mailbox_id = $2"
-		"     AND m.uid IN (SELECT uid FROM target) AND %s"
-		"  RETURNING m.uid, m.flags, m.keywords, m.modseq) "
-		"SELECT uid, flags, array_to_string(keywords, ' '), modseq, 1 FROM upd "
-		"UNION ALL "
-		"SELECT m.uid, m.flags, array_to_string(m.keywords, ' '), m.modseq, 0"
-		"  FROM " UID_RANGES_JOIN("m", "$3", "$4", "$8", "$9")
-		" WHERE m.uid NOT IN (SELECT uid FROM upd) "
-		"ORDER BY 1",
-		change_cond[mode], new_flags[mode], new_keywords[mode], change_cond[mode]);
+	struct store_state *st = c->state;
+	if (st->modified != NULL)
+		cmd_ok(c, "[MODIFIED %s] Conditional STORE failed", st->modified);
+	else
+		cmd_ok(c, "%sStore completed", c->uid ? "UID " : "");
 }
 
 static void stored_cb(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -79,49 +46,97 @@ static void stored_cb(void *arg, PGresult *res, const char *err, const char *sql
 		return;
 	}
 	int n = PQntuples(res);
+	uint64_t written = 0;
 	for (int i = 0; i < n; i++) {
-		if (pg_u64(res, i, 4) == 1) {
-			mailbox_notify(s, sel->mailbox_id, pg_u64(res, i, 3));
-			break;
-		}
+		uint64_t modseq = pg_u64(res, i, 3);
+		if (pg_u64(res, i, 4) == 1)
+			written = modseq;
+		else if (modseq > sel->known_modseq)
+			sel->dirty = true;	/* a change we have not synced: sync before the OK */
 	}
-	struct buf line = BUF_INIT;
+	if (written != 0) {
+		sel_wrote(sel, written);
+		mailbox_notify_kind(s, sel->mailbox_id, written, "flags");
+	}
+	/* Another session's change may sit in a row we changed: the sync
+	 * skips rows with our own modseq, so .SILENT must still tell the
+	 * flags then (RFC 3501 6.4.6 allows FETCH for outside changes). */
+	bool untold = sel->dirty;
+	struct buf line = BUF_INIT, out = BUF_INIT;
+	uint32_t *failed = NULL;
+	size_t nfailed = 0;
 	for (int i = 0; i < n; i++) {
 		uint32_t uid = (uint32_t)pg_u64(res, i, 0);
-		bool changed = pg_u64(res, i, 4) == 1;
-		if (changed)
-			sel_own_modseq(sel, pg_u64(res, i, 3));
-		/* RFC 3501 6.4.6: .SILENT suppresses the FETCH responses. */
-		if (st->silent)
-			continue;
+		unsigned status = (unsigned)pg_u64(res, i, 4);
+		uint64_t modseq = pg_u64(res, i, 3);
 		uint32_t seq = uidset_seq(&sel->uids, uid);
 		if (seq == 0)
 			continue;
 		buf_clear(&line);
 		flags_write(&line, (unsigned)pg_u64(res, i, 1), PQgetvalue(res, i, 2), sel_recent(sel, uid));
-		if (c->uid)
-			session_printf(s, "* %u FETCH (UID %u FLAGS %s)\r\n", seq, uid, buf_ptr(&line));
-		else
-			session_printf(s, "* %u FETCH (FLAGS %s)\r\n", seq, buf_ptr(&line));
+		if (status == 2) {
+			/* RFC 7162 3.1.3: MODIFIED lists it; the current flags
+			 * and modseq save the client a round trip (example 10). */
+			if (failed == NULL)
+				failed = arena_alloc(c->arena, (size_t)n * sizeof(uint32_t));
+			failed[nfailed++] = c->uid ? uid : seq;
+			sel_fetch_format(c, &out, seq, uid, buf_ptr(&line), modseq, c->uid);
+			continue;
+		}
+		if (!st->silent || (status == 1 && untold)) {
+			sel_fetch_format(c, &out, seq, uid, buf_ptr(&line), modseq, c->uid);
+		} else if (st->conditional || (status == 1 && sess_condstore(s))) {
+			/* RFC 7162 3.1.3: even with .SILENT the client learns
+			 * the new modseq (and 3.2.4: with the UID). */
+			sel_fetch_format(c, &out, seq, uid, NULL, modseq, c->uid);
+		}
 	}
 	buf_free(&line);
+	/* Before anything the sync in sel_complete() may tell: a message
+	 * changed again after us then shows its newer state last.  Modseqs
+	 * of different messages need not come in order (RFC 7162 6). */
+	session_write(s, buf_ptr(&out), out.len);
+	buf_free(&out);
+	if (nfailed > 0) {
+		struct buf b = BUF_INIT;
+		seqset_write_array(&b, failed, nfailed);
+		st->modified = arena_strndup(c->arena, buf_ptr(&b), b.len);
+		buf_free(&b);
+	}
 	/* A sequence-number STORE may not be followed by EXPUNGE responses
-	 * (RFC 3501 7.4.1); UID STORE may. */
-	sel_announce(s, c->uid);
-	cmd_ok(c, "%sStore completed", c->uid ? "UID " : "");
-	cmd_done(c);
+	 * (RFC 3501 7.4.1, RFC 7162 3.2.10.2); UID STORE may. */
+	if (sel_complete(c, c->uid, store_reply) == CMD_DONE)
+		cmd_done(c);
 	session_unref(s);
 }
 
 enum cmd_result cmd_store(struct cmd *c)
 {
 	struct session *s = c->s;
-	if (c->nargs < 3) {
+	const struct imap_arg *args = c->args;
+	size_t nargs = c->nargs;
+	uint64_t unchangedsince = 0;
+	bool conditional = false;
+	if (nargs >= 2 && args[1].type == IMAP_ARG_LIST) {
+		/* RFC 4466 2.5 store modifiers; RFC 7162 3.1.3 UNCHANGEDSINCE. */
+		const struct imap_arg *m;
+		size_t mn;
+		imap_arg_list(&args[1], &m, &mn);
+		if (mn != 2 || !imap_arg_is_atom(&m[0], "UNCHANGEDSINCE") ||
+		    !imap_arg_number64(&m[1], &unchangedsince)) {
+			cmd_bad(c, "Invalid STORE modifier");
+			return CMD_DONE;
+		}
+		conditional = true;
+		args++;
+		nargs--;
+	}
+	if (nargs < 3) {
 		cmd_bad(c, "STORE takes a message set, an item and flags");
 		return CMD_DONE;
 	}
 	struct str item;
-	if (!imap_arg_atom(&c->args[1], &item)) {
+	if (!imap_arg_atom(&args[1], &item)) {
 		cmd_bad(c, "Invalid STORE item");
 		return CMD_DONE;
 	}
@@ -142,12 +157,12 @@ enum cmd_result cmd_store(struct cmd *c)
 		cmd_bad(c, "Invalid STORE item, want FLAGS, +FLAGS or -FLAGS");
 		return CMD_DONE;
 	}
-	const struct imap_arg *fl = &c->args[2];
-	size_t nfl = c->nargs - 2;
+	const struct imap_arg *fl = &args[2];
+	size_t nfl = nargs - 2;
 	if (nfl == 1 && fl->type == IMAP_ARG_LIST) {
 		nfl = fl->nlist;
 		fl = fl->list;
-	} else if (c->args[2].type == IMAP_ARG_LIST) {
+	} else if (args[2].type == IMAP_ARG_LIST) {
 		cmd_bad(c, "Invalid flag list");
 		return CMD_DONE;
 	}
@@ -170,30 +185,37 @@ enum cmd_result cmd_store(struct cmd *c)
 		cmd_no(c, "[READ-ONLY] Mailbox is read-only");
 		return CMD_DONE;
 	}
-	if (r.n == 0) {
-		buf_free(&kw);
-		cmd_ok(c, "%sStore completed", c->uid ? "UID " : "");
-		return CMD_DONE;
-	}
-	struct buf arr = BUF_INIT;
-	keywords_sql_array(buf_ptr(&kw), &arr);
+	/* RFC 7162 3.1: UNCHANGEDSINCE is a CONDSTORE enabling command. */
+	if (conditional)
+		condstore_enable(c);
 	struct store_state *st = arena_zalloc(c->arena, sizeof(*st));
 	st->c = c;
 	st->silent = silent;
+	st->conditional = conditional;
+	c->state = st;
+	if (r.n == 0) {
+		buf_free(&kw);
+		return sel_complete(c, c->uid, store_reply);
+	}
+	struct buf arr = BUF_INIT;
+	keywords_sql_array(buf_ptr(&kw), &arr);
 	char *lo, *hi, *min, *max;
 	uid_ranges_sql(&r, c->arena, &lo, &hi);
 	uid_ranges_bounds(&r, c->arena, &min, &max);
-	const char *params[9] = {
+	const char *params[10] = {
 		arena_printf(c->arena, "%lld", (long long)s->account_id),
 		arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id),
-		lo, hi,
+		lo, hi, min, max,
+		mode == STORE_SET ? "0" : mode == STORE_ADD ? "1" : "2",
 		arena_printf(c->arena, "%u", bits),
 		arena_strndup(c->arena, buf_ptr(&arr), arr.len),
-		mode == STORE_REMOVE ? "0" : "1",
-		min, max,
+		conditional ? arena_printf(c->arena, "%llu", (unsigned long long)unchangedsince) : NULL,
 	};
 	buf_free(&arr);
 	buf_free(&kw);
-	c->pg = pg_query(s->w->pg, store_sql(c->arena, mode), 9, params, NULL, NULL, 0, stored_cb, st);
+	c->pg = pg_query(s->w->pg,
+			 "SELECT uid, flags, keywords, modseq, status"
+			 "  FROM store_flags($1, $2, $3::bigint[], $4::bigint[], $5, $6, $7, $8, $9::text[], $10)",
+			 10, params, NULL, NULL, 0, stored_cb, st);
 	return CMD_PENDING;
 }

@@ -30,11 +30,14 @@
 
 struct pg_pool;
 struct pg_req;
+struct spool;
 struct notify;
 struct auth_pool;
 struct throttle;
 struct session;
 struct cmd;
+struct watch;
+struct stats_table;
 
 /* A listening socket inherited from the master. */
 struct listener {
@@ -62,10 +65,21 @@ struct worker {
 	struct notify *notify;
 	struct auth_pool *auth;
 	struct throttle *throttle;
+	struct stats_table *stats;	/* shared with the master (stats.h) */
+	ev_timer stats_timer;
 
 	struct session *sessions;	/* doubly linked list of live sessions */
 	unsigned nsessions;
 	uint64_t next_session;		/* for session ids */
+
+	/* watch.c: the mailboxes selected here (hash by mailbox id) */
+	struct watch **watches;
+	size_t watch_cap, nwatches;
+	struct watch *watch_pending;	/* watches with idling sessions to feed */
+	ev_prepare watch_prepare;
+	ev_timer watch_timer;
+	struct pg_req *recheck_req;
+	bool recheck_again;
 
 	bool draining;
 	bool nats_up;
@@ -74,6 +88,9 @@ struct worker {
 
 	/* counters (exposed through logs and, later, metrics) */
 	uint64_t n_accepted, n_commands, n_login_ok, n_login_fail;
+	uint64_t n_notifications;	/* change notifications received */
+	uint64_t n_delta_queries;	/* shared delta queries for idling sessions */
+	uint64_t n_rechecks;		/* periodic HIGHESTMODSEQ checks */
 };
 
 enum session_state {
@@ -113,13 +130,18 @@ struct selected {
 	uint64_t known_modseq;	/* database changes up to here are in the view or pending */
 	struct uidset recent;	/* UIDs that are \Recent in this session */
 	struct uidset pending_expunge;
+	uint64_t pending_expunge_modseq;	/* lowest modseq among pending_expunge, 0 if none */
 	struct uidset pending_new;
 	char *keywords;		/* space-separated keyword list the client was given */
 	uint64_t *own_modseqs;	/* modseqs of this session's own writes not yet synced */
 	size_t n_own, cap_own;
-	struct pg_req *sync_req;	/* a running sync query */
-	bool sync_again;	/* something changed while it ran */
-	bool gone;		/* the mailbox was deleted or renamed away */
+	bool dirty;		/* the database may hold changes above known_modseq */
+	bool gone;
+	/* watch.c */
+	struct session *s;
+	struct watch *watch;
+	struct selected *wprev, *wnext;	/* the watch's sessions */
+	struct cmd *idle_cmd;	/* the running IDLE, fed by the watch */		/* the mailbox was deleted or renamed away */
 };
 
 struct session {
@@ -150,7 +172,9 @@ struct session {
 	struct imap_parser parser;
 	struct buf in;		/* bytes read, not yet parsed */
 	struct buf out;		/* bytes queued to the client */
-	struct buf append;	/* the streamed APPEND literal (at most max_append_size) */
+	struct buf append;	/* the streamed APPEND literal (at most append_buffer_size) */
+	struct spool *spool;	/* a larger one, spooled to a file (lib/spool.h) */
+	int spool_errno;	/* no spool file could be made for it (errno) */
 
 	struct cmd *cmd;	/* the running command, or NULL */
 	unsigned bad_commands;
@@ -198,11 +222,14 @@ struct cmd {
 	void (*on_abort)(struct cmd *c);	/* session closing under a pending command */
 	void (*on_drain)(struct cmd *c);	/* called once when queued output fell below the high-water mark */
 	uint64_t started_us;
+	uint64_t modseq_told;	/* highest MODSEQ in an untagged FETCH of this command */
+	bool allow_expunge;	/* sel_complete(): EXPUNGE/VANISHED may be sent */
+	void (*reply)(struct cmd *c);	/* sel_complete(): writes the tagged response */
 };
 
 /* ---- worker.c ---- */
 int worker_main(const char *config_path, struct config *cfg, int index,
-		const struct listener *ls, int nls, struct throttle *throttle);
+		const struct listener *ls, int nls, struct throttle *throttle, struct stats_table *stats);
 bool worker_plaintext_allowed(const struct session *s);
 /* Called when a session has gone; removes it from the worker. */
 void worker_session_gone(struct worker *w, struct session *s);

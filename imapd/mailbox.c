@@ -294,18 +294,18 @@ bool mailbox_pattern_match(const struct mailbox_pattern *p, struct str name)
 
 /* ---- notifications ---- */
 
-void mailbox_notify(struct session *s, int64_t mailbox_id, uint64_t highestmodseq)
+void mailbox_notify_kind(struct session *s, int64_t mailbox_id, uint64_t highestmodseq, const char *kind)
 {
 	struct worker *w = s->w;
 	if (w->notify == NULL)
 		return;
-	char subject[256], data[24];
+	char subject[256], data[48];
 	if (notify_subject_mailbox(subject, sizeof(subject), w->cfg->nats_subject_prefix, s->tenant_id,
 				   mailbox_id) < 0)
 		return;
 	int n = 0;
 	if (highestmodseq != 0)
-		n = snprintf(data, sizeof(data), "%llu", (unsigned long long)highestmodseq);
+		n = snprintf(data, sizeof(data), "%llu %s", (unsigned long long)highestmodseq, kind);
 	/* A drop is counted by notify; PostgreSQL is the truth and watchers
 	 * re-check periodically. */
 	(void)notify_publish(w->notify, subject, data, (size_t)n);

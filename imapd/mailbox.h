@@ -115,11 +115,16 @@ bool mailbox_pattern_alive(const struct mailbox_pattern *p, const uint64_t *st);
 
 /* ---- change notifications ---- */
 
-/* After a committed change to a mailbox: publish its subject on NATS
- * (DESIGN.md invariant 4) so that sessions watching it re-check.  The
- * payload is the new highestmodseq in decimal, or empty when the mailbox
- * row itself went away (DELETE): watchers then cannot compare modseqs and
- * must re-read the row.  Never blocks, never fails the caller. */
-void mailbox_notify(struct session *s, int64_t mailbox_id, uint64_t highestmodseq);
+/* After a committed change to a mailbox: publish its subject
+ * `<prefix>.<tenant>.<mailbox>` on NATS (DESIGN.md invariant 4) so that
+ * sessions watching it re-check.  The payload is "<highestmodseq> <kind>"
+ * (kind: flags, append, expunge, change), or empty when the mailbox row
+ * itself went away (DELETE): watchers then cannot compare modseqs and must
+ * re-read the row.  Never blocks, never fails the caller. */
+void mailbox_notify_kind(struct session *s, int64_t mailbox_id, uint64_t highestmodseq, const char *kind);
+static inline void mailbox_notify(struct session *s, int64_t mailbox_id, uint64_t highestmodseq)
+{
+	mailbox_notify_kind(s, mailbox_id, highestmodseq, "change");
+}
 
 #endif

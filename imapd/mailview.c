@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "imapd/mailview.h"
+#include "imapd/watch.h"
 #include "lib/pg.h"
 
 /* ---- flags ---- */
@@ -270,6 +271,7 @@ void sel_free(struct selected **selp)
 	struct selected *sel = *selp;
 	if (sel == NULL)
 		return;
+	watch_detach(sel);
 	uidset_free(&sel->uids);
 	uidset_free(&sel->recent);
 	uidset_free(&sel->pending_expunge);
@@ -347,30 +349,70 @@ static void claimed(void *arg, PGresult *res, const char *err, const char *sqlst
 	session_unref(s);
 }
 
-static void synced(void *arg, PGresult *res, const char *err, const char *sqlstate)
+static void expired_holes(struct selected *sel, const char *p)
 {
-	struct sync_state *st = arg;
-	struct cmd *c = st->c;
+	while (*p) {
+		char *end;
+		unsigned long lo = strtoul(p, &end, 10), hi = lo;
+		if (end == p)
+			break;
+		if (*end == ':') {
+			const char *q = end + 1;
+			hi = strtoul(q, &end, 10);
+			if (end == q)
+				break;
+		}
+		if (lo >= 1 && lo <= hi && hi <= UINT32_MAX) {
+			/* The view's UIDs in lo..hi (usually none). */
+			struct seqset v = uidset_view(&sel->uids);
+			for (size_t i = 0; i < v.n; i++) {
+				uint32_t a = MAX(v.r[i].lo, (uint32_t)lo), b = MIN(v.r[i].hi, (uint32_t)hi);
+				if (a > b)
+					continue;
+				uidset_add_range(&sel->pending_expunge, a, b);
+				/* Its modseq is gone: keep the client's
+				 * HIGHESTMODSEQ at what this session knows. */
+				if (sel->pending_expunge_modseq == 0 ||
+				    sel->known_modseq + 1 < sel->pending_expunge_modseq)
+					sel->pending_expunge_modseq = sel->known_modseq + 1;
+			}
+		}
+		p = *end == ',' ? end + 1 : end;
+	}
+}
+
+int sel_apply_delta(struct cmd *c, PGresult *res, uint32_t limit)
+{
 	struct session *s = c->s;
 	struct selected *sel = s->sel;
-	session_ref(s);
-	c->pg = NULL;
-	if (err != NULL || sel == NULL) {
-		if (err != NULL)
-			log_warn(&s->log, "mailbox sync: %s", err);
-		sync_finish(st);
-		session_unref(s);
-		return;
-	}
 	int n = PQntuples(res);
 	if (n == 0 || pg_u64(res, 0, 0) != 0) {
 		/* The mailbox row is gone: deleted, or renamed away. */
 		sel->gone = true;
-		sync_finish(st);
-		session_unref(s);
-		return;
+		return -1;
 	}
 	uint64_t highest = pg_u64(res, 0, 1);
+	/* A branch that returned `limit` rows may have more: only modseqs
+	 * below its highest are complete. */
+	uint32_t count[3] = { 0, 0, 0 };
+	uint64_t top_ms[3] = { 0, 0, 0 };
+	for (int i = 1; i < n; i++) {
+		unsigned kind = (unsigned)pg_u64(res, i, 0);
+		uint64_t m = pg_u64(res, i, 3);
+		if (kind > 2)
+			continue;
+		count[kind]++;
+		if (m > top_ms[kind])
+			top_ms[kind] = m;
+	}
+	int truncated = 0;
+	for (unsigned k = 1; k <= 2; k++) {
+		if (limit > 0 && count[k] >= limit && top_ms[k] - 1 < highest) {
+			highest = top_ms[k] - 1;
+			sel->dirty = true;
+			truncated = SEL_DELTA_TRUNCATED;
+		}
+	}
 	uint64_t recent_uid = pg_u64(res, 0, 3);
 	const char *kw = PQgetvalue(res, 0, 4);
 	if (strcmp(kw, sel->keywords) != 0) {
@@ -380,19 +422,30 @@ static void synced(void *arg, PGresult *res, const char *err, const char *sqlsta
 		session_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)\r\n",
 			       kw[0] ? " " : "", kw);
 	}
+	if (pg_u64(res, 0, 5) > sel->known_modseq && !PQgetisnull(res, 0, 6)) {
+		/* Tombstones above what this session knows have expired: any
+		 * UID of the view that is now a hole was expunged meanwhile,
+		 * at a modseq not kept, above known_modseq. */
+		expired_holes(sel, PQgetvalue(res, 0, 6));
+	}
 	uint32_t top = MAX(uidset_max(&sel->uids), uidset_max(&sel->pending_new));
 	uint32_t top_before = top;
 	struct buf line = BUF_INIT;
 	for (int i = 1; i < n; i++) {
 		uint64_t kind = pg_u64(res, i, 0);
 		uint32_t uid = (uint32_t)pg_u64(res, i, 1);
+		uint64_t modseq = pg_u64(res, i, 3);
+		if (modseq <= sel->known_modseq || modseq > highest)
+			continue;	/* told before, or beyond the complete part */
 		if (kind == 2) {
-			if (uidset_contains(&sel->uids, uid))
+			if (uidset_contains(&sel->uids, uid) && !uidset_contains(&sel->pending_expunge, uid)) {
 				uidset_add(&sel->pending_expunge, uid);
+				if (sel->pending_expunge_modseq == 0 || modseq < sel->pending_expunge_modseq)
+					sel->pending_expunge_modseq = modseq;
+			}
 			uidset_remove(&sel->pending_new, uid);
 			continue;
 		}
-		uint64_t modseq = pg_u64(res, i, 3);
 		if (uid > top) {
 			uidset_add(&sel->pending_new, uid);
 			top = uid;
@@ -404,7 +457,7 @@ static void synced(void *arg, PGresult *res, const char *err, const char *sqlsta
 			continue;
 		buf_clear(&line);
 		flags_write(&line, (unsigned)pg_u64(res, i, 2), PQgetvalue(res, i, 4), sel_recent(sel, uid));
-		session_printf(s, "* %u FETCH (FLAGS %s)\r\n", uidset_seq(&sel->uids, uid), buf_ptr(&line));
+		sel_fetch_line(c, uidset_seq(&sel->uids, uid), uid, buf_ptr(&line), modseq, false);
 	}
 	buf_free(&line);
 	if (highest > sel->known_modseq)
@@ -415,17 +468,53 @@ static void synced(void *arg, PGresult *res, const char *err, const char *sqlsta
 		if (sel->own_modseqs[i] > sel->known_modseq)
 			sel->own_modseqs[keep++] = sel->own_modseqs[i];
 	sel->n_own = keep;
+	return truncated | (!sel->readonly && top > top_before && recent_uid < top ? SEL_DELTA_CLAIM : 0);
+}
 
-	if (!sel->readonly && top > top_before && recent_uid < top) {
-		char p1[24], p2[24];
-		snprintf(p1, sizeof(p1), "%lld", (long long)s->account_id);
-		snprintf(p2, sizeof(p2), "%lld", (long long)sel->mailbox_id);
-		const char *params[2] = { p1, p2 };
-		c->pg = pg_query(s->w->pg,
-				 "UPDATE mailbox SET recent_prev = recent_uid, recent_uid = uidnext - 1 "
-				 "WHERE account_id = $1 AND id = $2 AND recent_uid < uidnext - 1 "
-				 "RETURNING recent_prev, recent_uid",
-				 2, params, NULL, NULL, 0, claimed, st);
+void sel_claim_recent(struct cmd *c, void (*done)(struct cmd *c))
+{
+	struct session *s = c->s;
+	struct sync_state *st = arena_zalloc(c->arena, sizeof(*st));
+	st->c = c;
+	st->done = done;
+	char *p1 = arena_printf(c->arena, "%lld", (long long)s->account_id);
+	char *p2 = arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id);
+	const char *params[2] = { p1, p2 };
+	c->pg = pg_query(s->w->pg,
+			 "UPDATE mailbox SET recent_prev = recent_uid, recent_uid = uidnext - 1 "
+			 "WHERE account_id = $1 AND id = $2 AND recent_uid < uidnext - 1 "
+			 "RETURNING recent_prev, recent_uid",
+			 2, params, NULL, NULL, 0, claimed, st);
+}
+
+static void synced(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+	struct sync_state *st = arg;
+	struct cmd *c = st->c;
+	struct session *s = c->s;
+	struct selected *sel = s->sel;
+	session_ref(s);
+	c->pg = NULL;
+	if (err != NULL || sel == NULL) {
+		if (err != NULL)
+			log_warn(&s->log, "mailbox sync: %s", err);
+		/* Still stale: the next point tries again. */
+		if (sel != NULL)
+			sel->dirty = true;
+		sync_finish(st);
+		session_unref(s);
+		return;
+	}
+	int r = sel_apply_delta(c, res, SEL_DELTA_LIMIT);
+	if (r > 0 && (r & SEL_DELTA_TRUNCATED) && !s->dead) {
+		/* More than one read's worth of changes: go on from where the
+		 * complete part ended. */
+		sel_sync(c, st->done);
+		session_unref(s);
+		return;
+	}
+	if (r > 0 && (r & SEL_DELTA_CLAIM)) {
+		sel_claim_recent(c, st->done);
 		session_unref(s);
 		return;
 	}
@@ -440,25 +529,14 @@ void sel_sync(struct cmd *c, void (*done)(struct cmd *c))
 	struct sync_state *st = arena_zalloc(c->arena, sizeof(*st));
 	st->c = c;
 	st->done = done;
+	/* Notifications arriving from now on ask for another sync. */
+	sel->dirty = false;
 	char *p1 = arena_printf(c->arena, "%lld", (long long)s->account_id);
 	char *p2 = arena_printf(c->arena, "%lld", (long long)sel->mailbox_id);
 	char *p3 = arena_printf(c->arena, "%llu", (unsigned long long)sel->known_modseq);
-	const char *params[3] = { p1, p2, p3 };
-	/* One statement, one snapshot: the counters and every change above
-	 * known_modseq (DESIGN.md invariant 2), served by the
-	 * (account_id, mailbox_id, modseq) indexes. */
-	c->pg = pg_query(s->w->pg,
-			 "SELECT 0::int AS kind, highestmodseq, uidnext, recent_uid, "
-			 "       array_to_string(keywords, ' ') "
-			 "  FROM mailbox WHERE account_id = $1 AND id = $2 "
-			 "UNION ALL "
-			 "SELECT 1, uid, flags, modseq, array_to_string(keywords, ' ') "
-			 "  FROM message WHERE account_id = $1 AND mailbox_id = $2 AND modseq > $3 "
-			 "UNION ALL "
-			 "SELECT 2, uid, 0, modseq, '' "
-			 "  FROM expunged WHERE account_id = $1 AND mailbox_id = $2 AND modseq > $3 "
-			 "ORDER BY 1, 2",
-			 3, params, NULL, NULL, 0, synced, st);
+	char *p4 = arena_printf(c->arena, "%u", SEL_DELTA_LIMIT);
+	const char *params[4] = { p1, p2, p3, p4 };
+	c->pg = pg_query(s->w->pg, SEL_DELTA_SQL, 4, params, NULL, NULL, 0, synced, st);
 }
 
 void sel_announce(struct session *s, bool allow_expunge)
@@ -466,7 +544,19 @@ void sel_announce(struct session *s, bool allow_expunge)
 	struct selected *sel = s->sel;
 	if (sel == NULL)
 		return;
-	if (allow_expunge && uidset_count(&sel->pending_expunge) > 0) {
+	bool expunged = allow_expunge && uidset_count(&sel->pending_expunge) > 0;
+	if (allow_expunge && uidset_count(&sel->pending_expunge) > 0 && sess_qresync(s)) {
+		/* RFC 7162 3.2.10.2: VANISHED instead of EXPUNGE, one line,
+		 * only UIDs the client was told of (all of the view's). */
+		sel_write_vanished(s, &sel->pending_expunge, false);
+		struct seqset view = uidset_view(&sel->pending_expunge);
+		for (size_t i = 0; i < view.n; i++) {
+			uidset_remove_range(&sel->uids, view.r[i].lo, view.r[i].hi);
+			uidset_remove_range(&sel->recent, view.r[i].lo, view.r[i].hi);
+		}
+		uidset_clear(&sel->pending_expunge);
+		sel->pending_expunge_modseq = 0;
+	} else if (allow_expunge && uidset_count(&sel->pending_expunge) > 0) {
 		struct seqset view = uidset_view(&sel->pending_expunge);
 		struct seqset_iter it;
 		uint32_t uid;
@@ -480,6 +570,7 @@ void sel_announce(struct session *s, bool allow_expunge)
 			uidset_remove(&sel->recent, uid);
 		}
 		uidset_clear(&sel->pending_expunge);
+		sel->pending_expunge_modseq = 0;
 	}
 	if (uidset_count(&sel->pending_new) > 0) {
 		struct seqset view = uidset_view(&sel->pending_new);
@@ -489,4 +580,234 @@ void sel_announce(struct session *s, bool allow_expunge)
 		session_printf(s, "* %u EXISTS\r\n", uidset_count(&sel->uids));
 		session_printf(s, "* %u RECENT\r\n", sel_recent_count(sel));
 	}
+	/* Everything up to known_modseq is told now: say so, so a client
+	 * that caches can start its next resync from here (Dovecot does the
+	 * same; RFC 7162 6: the client must take the code). */
+	if (expunged && sess_condstore(s))
+		session_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n", (unsigned long long)sel->known_modseq);
+}
+
+/* ---- CONDSTORE / QRESYNC helpers ---- */
+
+uint64_t sel_safe_modseq(const struct selected *sel)
+{
+	if (uidset_count(&sel->pending_expunge) > 0 && sel->pending_expunge_modseq > 0 &&
+	    sel->pending_expunge_modseq - 1 < sel->known_modseq)
+		return sel->pending_expunge_modseq - 1;
+	return sel->known_modseq;
+}
+
+void sel_wrote(struct selected *sel, uint64_t modseq)
+{
+	if (modseq == 0 || modseq <= sel->known_modseq)
+		return;
+	if (modseq == sel->known_modseq + 1 && !sel->dirty) {
+		/* The counter serialises writers (DESIGN.md invariant 1): no
+		 * other change can sit between known_modseq and ours. */
+		sel->known_modseq = modseq;
+		return;
+	}
+	sel_own_modseq(sel, modseq);
+	sel->dirty = true;
+}
+
+void sel_fetch_line(struct cmd *c, uint32_t seq, uint32_t uid, const char *flags, uint64_t modseq,
+		    bool with_uid)
+{
+	struct buf line = BUF_INIT;
+	sel_fetch_format(c, &line, seq, uid, flags, modseq, with_uid);
+	session_write(c->s, buf_ptr(&line), line.len);
+	buf_free(&line);
+}
+
+void sel_fetch_format(struct cmd *c, struct buf *line, uint32_t seq, uint32_t uid, const char *flags,
+		      uint64_t modseq, bool with_uid)
+{
+	struct session *s = c->s;
+	bool cs = sess_condstore(s);
+	buf_printf(line, "* %u FETCH (", seq);
+	const char *sp = "";
+	if (cs || with_uid) {
+		buf_printf(line, "UID %u", uid);
+		sp = " ";
+	}
+	if (flags != NULL) {
+		buf_printf(line, "%sFLAGS %s", sp, flags);
+		sp = " ";
+	}
+	if (cs) {
+		buf_printf(line, "%sMODSEQ (%llu)", sp, (unsigned long long)modseq);
+		if (modseq > c->modseq_told)
+			c->modseq_told = modseq;
+	}
+	buf_puts(line, ")\r\n");
+}
+
+void sel_write_vanished(struct session *s, const struct uidset *u, bool earlier)
+{
+	if (uidset_count(u) == 0)
+		return;
+	struct buf line = BUF_INIT;
+	buf_puts(&line, earlier ? "* VANISHED (EARLIER) " : "* VANISHED ");
+	struct seqset v = uidset_view(u);
+	seqset_write(&line, &v);
+	buf_puts(&line, "\r\n");
+	session_write(s, buf_ptr(&line), line.len);
+	buf_free(&line);
+}
+
+void condstore_enable(struct cmd *c)
+{
+	struct session *s = c->s;
+	if (sess_condstore(s))
+		return;
+	s->enabled |= EXT_CONDSTORE;
+	/* RFC 7162 3.1: the first enabling command with a mailbox selected
+	 * tells its HIGHESTMODSEQ. */
+	if (s->sel != NULL)
+		session_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n",
+			       (unsigned long long)sel_safe_modseq(s->sel));
+}
+
+static void complete_now(struct cmd *c)
+{
+	struct session *s = c->s;
+	struct selected *sel = s->sel;
+	if (sel != NULL && sel->gone) {
+		/* The mailbox was deleted or renamed away under us. */
+		c->reply(c);
+		session_bye(s, "Selected mailbox was deleted or renamed, have to disconnect");
+		return;
+	}
+	sel_announce(s, c->allow_expunge);
+	if (sel != NULL && sess_condstore(s) && c->modseq_told > 0 &&
+	    uidset_count(&sel->pending_expunge) > 0 && c->modseq_told >= sel->pending_expunge_modseq) {
+		/* RFC 7162 3.2 and 6: MODSEQs above an expunge the client
+		 * has not been told of; its HIGHESTMODSEQ must stay below. */
+		session_printf(s, "* OK [HIGHESTMODSEQ %llu] Expunges pending\r\n",
+			       (unsigned long long)sel_safe_modseq(sel));
+	}
+	c->reply(c);
+}
+
+static void complete_synced(struct cmd *c)
+{
+	complete_now(c);
+	cmd_done(c);
+}
+
+enum cmd_result sel_complete(struct cmd *c, bool allow_expunge, void (*reply)(struct cmd *c))
+{
+	struct session *s = c->s;
+	c->allow_expunge = allow_expunge;
+	c->reply = reply;
+	if (s->sel != NULL && s->sel->dirty && !s->sel->gone && !s->dead) {
+		sel_sync(c, complete_synced);
+		return CMD_PENDING;
+	}
+	complete_now(c);
+	return CMD_DONE;
+}
+
+/* ---- reading what vanished (RFC 7162 3.2.5.1, 3.2.6) ---- */
+
+static void vanished_batch(struct vanish_read *vr);
+
+static void add_holes(struct vanish_read *vr, const char *p)
+{
+	while (*p) {
+		char *end;
+		unsigned long lo = strtoul(p, &end, 10), hi = lo;
+		if (end == p)
+			break;
+		if (*end == ':') {
+			const char *q = end + 1;
+			hi = strtoul(q, &end, 10);
+			if (end == q)
+				break;
+		}
+		if (lo >= 1 && lo <= hi && hi <= UINT32_MAX) {
+			uint32_t a = MAX((uint32_t)lo, vr->lo), b = MIN((uint32_t)hi, vr->hi);
+			if (a <= b)
+				uidset_add_range(vr->out, a, b);
+		}
+		p = *end == ',' ? end + 1 : end;
+	}
+}
+
+static void vanished_read_cb(void *arg, PGresult *res, const char *err, const char *sqlstate)
+{
+	struct vanish_read *vr = arg;
+	struct cmd *c = vr->c;
+	struct session *s = c->s;
+	session_ref(s);
+	c->pg = NULL;
+	if (err != NULL || PQntuples(res) == 0) {
+		vr->done(c, vr, err != NULL ? err : "mailbox gone");
+		session_unref(s);
+		return;
+	}
+	uint64_t floor = pg_u64(res, 0, 1);
+	if (vr->from < floor) {
+		/* Tombstones at or below the floor were folded into ranges
+		 * without their modseqs: every hole counts (3.2.6 note). */
+		uidset_clear(vr->out);
+		add_holes(vr, PQgetvalue(res, 0, 2));
+		vr->below_floor = true;
+		vr->done(c, vr, NULL);
+		session_unref(s);
+		return;
+	}
+	int n = PQntuples(res);
+	for (int i = 1; i < n; i++) {
+		uint32_t uid = (uint32_t)pg_u64(res, i, 1);
+		vr->after_uid = uid;
+		vr->after_modseq = pg_u64(res, i, 3);
+		uidset_add(vr->out, uid);
+	}
+	if ((uint32_t)(n - 1) >= vr->batch)
+		vanished_batch(vr);
+	else
+		vr->done(c, vr, NULL);
+	session_unref(s);
+}
+
+static void vanished_batch(struct vanish_read *vr)
+{
+	struct cmd *c = vr->c;
+	struct session *s = c->s;
+	const char *params[9] = {
+		arena_printf(c->arena, "%lld", (long long)s->account_id),
+		arena_printf(c->arena, "%lld", (long long)s->sel->mailbox_id),
+		arena_printf(c->arena, "%llu", (unsigned long long)vr->from),
+		arena_printf(c->arena, "%llu", (unsigned long long)vr->after_modseq),
+		arena_printf(c->arena, "%u", vr->after_uid),
+		arena_printf(c->arena, "%llu", (unsigned long long)vr->to),
+		arena_printf(c->arena, "%u", vr->lo),
+		arena_printf(c->arena, "%u", vr->hi),
+		arena_printf(c->arena, "%u", vr->batch),
+	};
+	/* In modseq order with a (modseq, uid) keyset: the planner stays on
+	 * the (mailbox, modseq) index (see SEL_DELTA_SQL). */
+	c->pg = pg_query(s->w->pg,
+		"SELECT 0 AS kind, vanished_floor AS a,"
+		"       CASE WHEN $3::bigint < vanished_floor THEN mailbox_holes($1, $2) END AS h, 0::bigint AS m"
+		"  FROM mailbox WHERE account_id = $1 AND id = $2 "
+		"UNION ALL "
+		"SELECT * FROM (SELECT 1, e.uid, NULL::text, e.modseq FROM expunged e"
+		"  WHERE e.account_id = $1 AND e.mailbox_id = $2 AND e.modseq >= $4::bigint"
+		"    AND (e.modseq, e.uid) > ($4::bigint, $5::bigint)"
+		"    AND ($6::bigint = 0 OR e.modseq <= $6::bigint)"
+		"    AND e.uid BETWEEN $7::bigint AND $8::bigint"
+		"  ORDER BY e.modseq, e.uid LIMIT $9::int) t",
+		9, params, NULL, NULL, 0, vanished_read_cb, vr);
+}
+
+void sel_read_vanished(struct vanish_read *vr)
+{
+	vr->after_modseq = vr->from;
+	vr->after_uid = UINT32_MAX;
+	if (vr->batch == 0)
+		vr->batch = SEL_DELTA_LIMIT;
+	vanished_batch(vr);
 }

@@ -69,12 +69,96 @@ void uid_ranges_bounds(const struct uid_ranges *r, struct arena *a, char **min, 
 struct selected *sel_new(int64_t mailbox_id, const char *name, uint32_t uidvalidity, bool readonly);
 void sel_free(struct selected **sel);
 
+/* The delta statement: $1 account, $2 mailbox, $3 modseq, $4 limit.  One
+ * statement, one snapshot: the counters and the changes above $3
+ * (DESIGN.md invariant 2).  Messages and tombstones are each read in
+ * modseq order through the (account_id, mailbox_id, modseq) indexes, at
+ * most $4 of each: ORDER BY modseq LIMIT keeps the planner on those
+ * indexes whatever it estimates (modseq statistics span every mailbox, so
+ * "modseq > n" can look common in a mailbox where it is rare, and a plain
+ * scan of the mailbox by UID would then grow with the mailbox, not with
+ * the changes).  Row 0: 0, highestmodseq, uidnext, recent_uid, keywords,
+ * vanished_floor and, when the floor is above $3 (tombstones the session
+ * has not read were expired meanwhile), every hole of the mailbox; then 1,
+ * uid, flags, modseq, keywords for messages and 2, uid, 0, modseq, '' for
+ * tombstones, in UID order. */
+#define SEL_DELTA_SQL \
+	"SELECT 0::int AS kind, highestmodseq, uidnext, recent_uid, " \
+	"       array_to_string(keywords, ' '), vanished_floor, " \
+	"       CASE WHEN vanished_floor > $3 THEN mailbox_holes($1, $2) END " \
+	"  FROM mailbox WHERE account_id = $1 AND id = $2 " \
+	"UNION ALL " \
+	"SELECT * FROM (" \
+	" (SELECT 1, uid, flags, modseq, array_to_string(keywords, ' '), NULL::bigint, NULL::text " \
+	"    FROM message WHERE account_id = $1 AND mailbox_id = $2 AND modseq > $3 " \
+	"   ORDER BY modseq LIMIT $4) " \
+	" UNION ALL " \
+	" (SELECT 2, uid, 0, modseq, '', NULL::bigint, NULL::text " \
+	"    FROM expunged WHERE account_id = $1 AND mailbox_id = $2 AND modseq > $3 " \
+	"   ORDER BY modseq LIMIT $4)) d " \
+	"ORDER BY 1, 2"
+/* Apply a SEL_DELTA_SQL result read with the given limit to the session's
+ * view (rows at or below its known_modseq are skipped, so a result read
+ * from a lower modseq, shared by several sessions, is fine).  Flag changes
+ * are written at once; new and expunged messages go to pending_*.  When a
+ * branch hit the limit, only the modseqs below its last one are complete:
+ * the view takes those, known_modseq stops there and the view stays dirty
+ * for another round.  Returns -1 when the mailbox is gone, otherwise
+ * SEL_DELTA_CLAIM when new messages should be claimed as \Recent
+ * (sel_claim_recent) and SEL_DELTA_TRUNCATED when the read was cut. */
+int sel_apply_delta(struct cmd *c, PGresult *res, uint32_t limit);
+enum { SEL_DELTA_CLAIM = 1, SEL_DELTA_TRUNCATED = 2 };
+/* Rows per branch of a delta read. */
+#define SEL_DELTA_LIMIT 5000
+/* Claim \Recent for the messages no session has seen yet, then done(c). */
+void sel_claim_recent(struct cmd *c, void (*done)(struct cmd *c));
 /* Bring the view up to date, then call done (on the loop thread, once,
  * unless the session closed meanwhile).  Uses c->pg. */
 void sel_sync(struct cmd *c, void (*done)(struct cmd *c));
 /* Tell the client what is pending: EXPUNGE lines (when allow_expunge) and
  * EXISTS/RECENT for new messages. */
 void sel_announce(struct session *s, bool allow_expunge);
+/* After this session's own write took modseq: when it is the next one
+ * after known_modseq nothing was missed and known_modseq moves up;
+ * otherwise another writer came in between, the view is marked dirty (the
+ * next sel_complete() syncs) and the modseq is remembered as our own so the
+ * sync does not report the change back. */
+void sel_wrote(struct selected *sel, uint64_t modseq);
+/* End a command: sync first if the view is dirty, tell what is pending
+ * (expunges only when allow_expunge), and when expunges must stay pending
+ * after MODSEQs were told, send OK [HIGHESTMODSEQ] below the lowest of
+ * them (RFC 7162 3.2 and section 6) so a client that disconnects now does
+ * not skip them.  Then reply(c) writes the tagged response (it does not
+ * call cmd_done).  Returns CMD_DONE when all that happened at once (a
+ * handler returns it, a callback calls cmd_done()), CMD_PENDING when a
+ * sync runs first and will end the command itself.  Works in any state. */
+enum cmd_result sel_complete(struct cmd *c, bool allow_expunge, void (*reply)(struct cmd *c));
+/* The highest modseq this session may tell the client: known_modseq,
+ * or just below the lowest expunge it has not been told yet. */
+uint64_t sel_safe_modseq(const struct selected *sel);
+/* An untagged FETCH for a change: "* seq FETCH (UID u FLAGS (...) MODSEQ
+ * (m))".  UID and MODSEQ are there when the session is CONDSTORE-aware
+ * (RFC 7162 3.2.4) or with_uid (UID commands); flags NULL leaves FLAGS
+ * out. */
+void sel_fetch_line(struct cmd *c, uint32_t seq, uint32_t uid, const char *flags, uint64_t modseq,
+		    bool with_uid);
+/* The same, appended to line instead of written. */
+void sel_fetch_format(struct cmd *c, struct buf *line, uint32_t seq, uint32_t uid, const char *flags,
+		      uint64_t modseq, bool with_uid);
+/* "* VANISHED [(EARLIER) ]1:3,7" (RFC 7162 3.2.10); nothing for an empty set. */
+void sel_write_vanished(struct session *s, const struct uidset *u, bool earlier);
+/* A CONDSTORE enabling command (RFC 7162 3.1) ran: from now on every
+ * untagged FETCH carries MODSEQ; the first one with a mailbox selected
+ * tells its HIGHESTMODSEQ. */
+void condstore_enable(struct cmd *c);
+static inline bool sess_condstore(const struct session *s)
+{
+	return (s->enabled & EXT_CONDSTORE) != 0;
+}
+static inline bool sess_qresync(const struct session *s)
+{
+	return (s->enabled & EXT_QRESYNC) != 0;
+}
 /* Record a modseq this session wrote itself so a later sync does not
  * report the change back to it. */
 void sel_own_modseq(struct selected *sel, uint64_t modseq);
@@ -83,6 +167,26 @@ bool sel_is_own(const struct selected *sel, uint64_t modseq);
 bool sel_recent(const struct selected *sel, uint32_t uid);
 /* How many messages of the view are \Recent here. */
 uint32_t sel_recent_count(const struct selected *sel);
+
+/* Read the UIDs in lo..hi that vanished from the selected mailbox after
+ * modseq `from` (and at or before `to`, 0: no bound): the tombstones above
+ * it, in modseq-ordered batches; or, when `from` is below the mailbox's
+ * vanished floor, every hole (tombstones and expired ranges), and
+ * below_floor is set.  UIDs go to out (a uidset the caller owns); then
+ * done(c, vr, err).  vr lives in the command arena. */
+struct vanish_read {
+	struct cmd *c;
+	uint64_t from, to;
+	uint32_t lo, hi;
+	uint32_t batch;		/* 0: SEL_DELTA_LIMIT */
+	struct uidset *out;
+	bool below_floor;
+	void (*done)(struct cmd *c, struct vanish_read *vr, const char *err);
+	void *arg;		/* the caller's */
+	uint64_t after_modseq;	/* internal */
+	uint32_t after_uid;
+};
+void sel_read_vanished(struct vanish_read *vr);
 
 /* cmd_expunge.c: expunge \Deleted messages (all, or those in ranges);
  * silent drops them from the view without untagged EXPUNGE (CLOSE). */

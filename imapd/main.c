@@ -5,8 +5,10 @@
  * configuration, and on SIGTERM/SIGINT asks the workers to drain and waits
  * for them up to shutdown_timeout (plus a margin) before killing what is
  * left.  It holds no sessions and runs no event loop: it waits for signals
- * with sigtimedwait(), so nothing from libev, OpenSSL threads or nats.c is
- * alive in it when it forks.
+ * (through a signalfd) and for /metrics and /ready requests on
+ * metrics_listen with poll(), single-threaded, so nothing from libev,
+ * OpenSSL threads or nats.c is alive in it when it forks.  The workers'
+ * counters come from a table in shared memory (stats.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,13 +17,16 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "imapd/imapd.h"
+#include "imapd/stats.h"
 
 struct child {
 	pid_t pid;
@@ -36,6 +41,9 @@ static int nlisteners;
 static struct child *children;
 static int nchildren;
 static struct throttle *throttle;
+static struct stats_table *stats;
+static struct listener metrics;	/* fd -1: no metrics_listen */
+static int sigfd = -1;
 
 static void usage(FILE *out)
 {
@@ -107,6 +115,83 @@ static int open_listeners(char *err, size_t errlen)
 	return 0;
 }
 
+/* One HTTP request on the metrics listener: GET /metrics or GET /ready.
+ * Served inline; the client gets a second to send its request line, and
+ * the answer is small, so the master is never held for long. */
+static void serve_metrics(void)
+{
+	int fd = accept4(metrics.fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct timeval tv = { 1, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	char req[1024];
+	size_t n = 0;
+	while (n < sizeof(req) - 1) {
+		ssize_t r = read(fd, req + n, sizeof(req) - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		req[n] = '\0';
+		if (strstr(req, "\r\n\r\n") != NULL || strstr(req, "\n\n") != NULL)
+			break;
+	}
+	req[n] = '\0';
+	struct buf body = BUF_INIT, resp = BUF_INIT;
+	const char *status = "404 Not Found";
+	const char *type = "text/plain; charset=utf-8";
+	if (strncmp(req, "GET /metrics ", 13) == 0) {
+		stats_metrics(stats, nchildren, &body);
+		status = "200 OK";
+		type = "text/plain; version=0.0.4";
+	} else if (strncmp(req, "GET /ready ", 11) == 0) {
+		status = stats_ready(stats, nchildren, &body) ? "200 OK" : "503 Service Unavailable";
+	} else {
+		buf_puts(&body, "try /metrics or /ready\n");
+	}
+	buf_printf(&resp, "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+		   status, type, body.len);
+	buf_append(&resp, buf_ptr(&body), body.len);
+	size_t off = 0;
+	while (off < resp.len) {
+		ssize_t w = write(fd, buf_ptr(&resp) + off, resp.len - off);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	buf_free(&body);
+	buf_free(&resp);
+	close(fd);
+}
+
+/* Wait up to one second for a signal, serving metrics requests meanwhile.
+ * Returns the signal number, or -1 on timeout. */
+static int wait_signal(void)
+{
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = 1000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0)
+			return -1;
+		struct pollfd p[2] = { { sigfd, POLLIN, 0 }, { metrics.fd, POLLIN, 0 } };
+		int r = poll(p, metrics.fd >= 0 ? 2 : 1, (int)left);
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (r <= 0)
+			continue;
+		if (p[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+				return (int)si.ssi_signo;
+		}
+		if (metrics.fd >= 0 && (p[1].revents & POLLIN))
+			serve_metrics();
+	}
+}
+
 static int worker_count(void)
 {
 	if (cfg.workers > 0)
@@ -132,7 +217,11 @@ static pid_t spawn_worker(int index)
 		signal(SIGHUP, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &all, NULL);
-		int rc = worker_main(config_path, &cfg, index, listeners, nlisteners, throttle);
+		if (sigfd >= 0)
+			close(sigfd);
+		if (metrics.fd >= 0)
+			close(metrics.fd);
+		int rc = worker_main(config_path, &cfg, index, listeners, nlisteners, throttle, stats);
 		config_free(&cfg);
 		free(children);
 		/* exit(), not _exit(): LeakSanitizer checks the worker at exit.
@@ -187,6 +276,7 @@ static int reap(bool respawn)
 		else
 			log_info(NULL, "worker %d (pid %d) exited", i, (int)pid);
 		children[i].pid = 0;
+		stats_clear(stats, i);
 		if (time(NULL) - children[i].started < 2)
 			children[i].quick_deaths++;
 		else
@@ -312,7 +402,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
-	/* Signals are taken synchronously with sigtimedwait(). */
+	/* Signals are taken synchronously, through a signalfd. */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -329,8 +419,24 @@ int main(int argc, char **argv)
 	}
 	write_pid_file();
 
+	metrics.fd = -1;
+	if (cfg.metrics_listen[0] != '\0') {
+		if (bind_listener(cfg.metrics_listen, false, &metrics, err, sizeof(err)) < 0) {
+			log_error(NULL, "metrics_listen: %s", err);
+			config_free(&cfg);
+			return 1;
+		}
+		log_info(NULL, "metrics and readiness on http://%s/metrics and /ready", cfg.metrics_listen);
+	}
+	sigfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sigfd < 0) {
+		log_error(NULL, "signalfd: %s", strerror(errno));
+		config_free(&cfg);
+		return 1;
+	}
 	throttle = throttle_new((size_t)cfg.login_fail_addresses);
 	nchildren = worker_count();
+	stats = stats_new(nchildren);
 	children = xcalloc((size_t)nchildren, sizeof(*children));
 	for (int i = 0; i < nlisteners; i++)
 		log_info(NULL, "listening on %s (%s)", listeners[i].addr,
@@ -341,9 +447,7 @@ int main(int argc, char **argv)
 	bool stopping = false;
 	struct timespec deadline = { 0, 0 };
 	for (;;) {
-		struct timespec tick = { 1, 0 };
-		siginfo_t info;
-		int sig = sigtimedwait(&set, &info, &tick);
+		int sig = wait_signal();
 		if (sig == SIGCHLD || sig < 0) {
 			reap(!stopping);
 			if (!stopping)
@@ -378,6 +482,10 @@ int main(int argc, char **argv)
 		unlink(cfg.pid_file);
 	log_info(NULL, "stopped");
 	throttle_free(&throttle);
+	stats_free(&stats, nchildren);
+	if (metrics.fd >= 0)
+		close(metrics.fd);
+	close(sigfd);
 	config_free(&cfg);
 	free(children);
 	return 0;

@@ -398,6 +398,8 @@ static struct search_key *parse_leaf(struct pctx *pc, struct frame *l, const str
 		struct search_key *k = new_key(pc, SK_UIDS);
 		if (k == NULL)
 			return NULL;
+		if (!uid)
+			pc->q->has_seqnums = true;
 		const char *err = NULL;
 		if (pc->resolve(pc->rctx, arg, uid, pc->a, &k->ranges, &err) < 0) {
 			pc->err = err != NULL ? err : "Invalid message set";
@@ -503,6 +505,40 @@ static struct search_key *parse_leaf(struct pctx *pc, struct frame *l, const str
 			return NULL;
 		}
 		return text_key(pc, SK_HEADER, arena_strndup(pc->a, f.p, f.len), s);
+	}
+	if (str_ieq(name, "MODSEQ")) {
+		/* RFC 7162 3.1.5: MODSEQ [<entry-name> <entry-type-req>]
+		 * <mod-sequence-valzer>; entry-type-req is priv, shared or all. */
+		const struct imap_arg *na = next_arg(l);
+		uint64_t v;
+		if (na != NULL && na->type != IMAP_ARG_ATOM) {
+			struct str entry, type;
+			if (!imap_arg_astring(na, &entry) || (na = next_arg(l)) == NULL ||
+			    !imap_arg_atom(na, &type) ||
+			    !(str_ieq(type, "priv") || str_ieq(type, "shared") || str_ieq(type, "all"))) {
+				pc->err = "Invalid MODSEQ entry name or type";
+				return NULL;
+			}
+			na = next_arg(l);
+		} else if (na != NULL && !imap_arg_number64(na, &v)) {
+			/* An atom entry name ("/flags/$Junk" needs no quotes). */
+			struct str type;
+			if ((na = next_arg(l)) == NULL || !imap_arg_atom(na, &type) ||
+			    !(str_ieq(type, "priv") || str_ieq(type, "shared") || str_ieq(type, "all"))) {
+				pc->err = "Invalid MODSEQ entry name or type";
+				return NULL;
+			}
+			na = next_arg(l);
+		}
+		if (na == NULL || !imap_arg_number64(na, &v)) {
+			pc->err = "MODSEQ needs a mod-sequence value";
+			return NULL;
+		}
+		struct search_key *k = new_key(pc, SK_MODSEQ);
+		if (k != NULL)
+			k->num = (int64_t)v;
+		pc->q->has_modseq = true;
+		return k;
 	}
 	if (str_ieq(name, "BODY") || str_ieq(name, "TEXT")) {
 		if (!astring_arg(l, &s)) {
@@ -798,6 +834,8 @@ static bool eval(const struct search_key *k, const struct search_msg *m, struct 
 		return m->recent;
 	case SK_UIDS:
 		return in_ranges(&k->ranges, m->uid);
+	case SK_MODSEQ:
+		return m->modseq >= (uint64_t)k->num;
 	case SK_BEFORE:
 		return before_day(m->internaldate, k->num);
 	case SK_ON:
@@ -991,6 +1029,8 @@ static const char *key_sql(struct sqlctx *x, const struct search_key *k, bool *e
 		return day_sql(x, "b.sent_date", SK_ON, k->num, true);
 	case SK_SENTSINCE:
 		return day_sql(x, "b.sent_date", SK_SINCE, k->num, true);
+	case SK_MODSEQ:
+		return arena_printf(x->a, "m.modseq >= %lld", (long long)k->num);
 	case SK_LARGER:
 		return arena_printf(x->a, "m.size > %lld", (long long)k->num);
 	case SK_SMALLER:

@@ -31,6 +31,9 @@
  *    way, and without CHARSET too); any other is SEARCH_BADCHARSET.
  *  - Sequence sets and UID sets are resolved once, at parse time, into UID
  *    ranges of the client's view, by the caller's resolver.
+ *  - MODSEQ [entry-name entry-type] n (RFC 7162 3.1.5): there is one
+ *    modseq per message, so the entry name and type are checked for syntax
+ *    and otherwise ignored, as the RFC requires of such servers.
  */
 #ifndef IMAPD_SEARCH_H
 #define IMAPD_SEARCH_H
@@ -65,6 +68,7 @@ enum search_op {
 	SK_HEADER,	/* field, str: folded needle */
 	SK_BODY,	/* str */
 	SK_TEXT,	/* str */
+	SK_MODSEQ,	/* num: modseq at least this (RFC 7162 3.1.5) */
 };
 
 struct search_key {
@@ -86,6 +90,8 @@ struct search_query {
 	struct search_key *root;
 	bool need_data;		/* some key needs the message bytes */
 	bool need_sent;		/* some key needs blob.sent_date */
+	bool has_modseq;	/* a MODSEQ key: the result carries (MODSEQ n), RFC 7162 3.1.6 */
+	bool has_seqnums;	/* a key uses sequence numbers (RFC 7162 3.2.10.2) */
 	/* Every match lies in uid_lo..uid_hi (top-level sets; 1..UINT32_MAX
 	 * otherwise).  uid_lo > uid_hi: nothing can match. */
 	uint32_t uid_lo, uid_hi;
@@ -123,6 +129,7 @@ struct search_msg {
 	int64_t internaldate;	/* seconds since the epoch */
 	int64_t sent_date;	/* seconds since the epoch, INT64_MIN if none */
 	uint64_t size;
+	uint64_t modseq;
 	bool recent;
 	/* The bytes and their part table (lib/mime.h); needed only when
 	 * query->need_data (data NULL then never matches a text key). */

@@ -21,14 +21,21 @@
 #include "imapd/imapd.h"
 #include "imapd/mailview.h"
 #include "lib/pg.h"
+#include "lib/spool.h"
 
 /* Read in pieces of this size; stop reading while max_input_queue bytes
  * wait for a running command (TCP then pushes back on the client). */
 #define READ_CHUNK 16384
+/* Input and output buffers above this are given back once empty. */
+#define IDLE_BUFFER_MAX 4096
 #define INPUT_HIGH_WATER ((size_t)s->w->cfg->max_input_queue)
 /* Stop running new commands while this much output is queued; resume
  * when it drains.  The hard cap is cfg->max_output. */
 #define OUTPUT_HIGH_WATER MIN((size_t)256 * 1024, (size_t)s->w->cfg->max_output / 2)
+/* What a spooled APPEND literal collects before each write(2): small
+ * sequential writes to a local file, cheap enough for the loop thread
+ * (lib/spool.h). */
+#define SPOOL_WRITE_BUFFER ((size_t)64 * 1024)
 
 static void process_input(struct session *s);
 static void start_tls(struct session *s);
@@ -48,6 +55,7 @@ static void session_free(struct session *s)
 	buf_free(&s->in);
 	buf_free(&s->out);
 	buf_free(&s->append);
+	spool_free(&s->spool);
 	free(s);
 }
 
@@ -82,6 +90,9 @@ void session_close(struct session *s, const char *why)
 		s->cmd = NULL;
 		s->refs--;	/* the command's; ours keeps s alive */
 	}
+	/* A large APPEND literal cut off (or its command cancelled above):
+	 * the file goes now, not when the last reference does. */
+	spool_free(&s->spool);
 	if (s->ssl != NULL) {
 		/* Best effort close_notify; the socket is non-blocking. */
 		if (s->tls == TLS_ON)
@@ -164,8 +175,9 @@ void session_flush(struct session *s)
 		s->last_activity = ev_now(s->w->loop);
 	}
 	ev_io_stop(s->w->loop, &s->wio);
-	if (s->out.cap > 65536) {
-		/* Give back a large buffer once it is empty. */
+	if (s->out.cap > IDLE_BUFFER_MAX) {
+		/* Give back a large buffer once it is empty: thousands of
+		 * idle sessions should not each keep one. */
 		buf_free(&s->out);
 	}
 	if (s->closing) {
@@ -327,9 +339,11 @@ static ssize_t sock_read(struct session *s, char *p, size_t n)
 
 static void read_some(struct session *s)
 {
+	/* Read on the stack and keep only what came: an idle session then
+	 * holds a few hundred octets of input buffer, not READ_CHUNK. */
+	char chunk[READ_CHUNK];
 	while (!s->dead && s->in.len < INPUT_HIGH_WATER) {
-		char *dst = buf_reserve(&s->in, READ_CHUNK);
-		ssize_t r = sock_read(s, dst, READ_CHUNK);
+		ssize_t r = sock_read(s, chunk, READ_CHUNK);
 		if (r == -1)
 			break;
 		if (r == 0) {
@@ -340,7 +354,7 @@ static void read_some(struct session *s)
 			session_close(s, "read error");
 			return;
 		}
-		buf_commit(&s->in, (size_t)r);
+		buf_append(&s->in, chunk, (size_t)r);
 		s->last_activity = ev_now(s->w->loop);
 		if ((size_t)r < READ_CHUNK && (s->ssl == NULL || SSL_pending(s->ssl) == 0))
 			break;
@@ -397,6 +411,8 @@ static void write_cb(struct ev_loop *loop, ev_io *io, int revents)
 void session_command_reset(struct session *s)
 {
 	buf_free(&s->append);
+	spool_free(&s->spool);
+	s->spool_errno = 0;
 	imap_parser_reset(&s->parser);
 	arena_reset(&s->cmd_arena);
 }
@@ -423,6 +439,23 @@ static bool feed_line(struct session *s)
 	return true;
 }
 
+/* A chunk of the APPEND message (literal_hook decided to stream it): in
+ * memory up to append_buffer_size, beyond that through the spool's bounded
+ * buffer into its file. */
+static void append_literal_data(struct session *s)
+{
+	struct str chunk = s->parser.chunk;
+	if (s->spool != NULL) {
+		int before = spool_error(s->spool);
+		if (spool_write(s->spool, chunk.p, chunk.len) < 0 && before == 0)
+			log_error(&s->log, "APPEND: spool file in %s: %s failed: %s; the message will be refused",
+				  spool_dir(s->w->cfg->spool_dir), spool_error_op(s->spool),
+				  strerror(spool_error(s->spool)));
+	} else if (s->spool_errno == 0) {
+		buf_append(&s->append, chunk.p, chunk.len);
+	}	/* else there is no spool file: dropped, cmd_append answers NO */
+}
+
 static void process_input(struct session *s)
 {
 	if (s->dead)
@@ -445,6 +478,11 @@ static void process_input(struct session *s)
 			break;
 		size_t used = 0;
 		enum imap_parse_result r = imap_parser_feed(&s->parser, buf_ptr(&s->in), s->in.len, &used);
+		/* Before buf_consume(): the chunk points into s->in, and
+		 * consuming all of it puts buf's courtesy NUL on its first
+		 * octet. */
+		if (r == IMAP_PARSE_LITERAL_DATA)
+			append_literal_data(s);
 		buf_consume(&s->in, used);
 		const struct imap_command *pc = &s->parser.cmd;
 		const char *tag = pc->tag.len ? pc->tag.p : "*";
@@ -461,7 +499,11 @@ static void process_input(struct session *s)
 			cmd_run(s, pc);
 			continue;
 		case IMAP_PARSE_LITERAL_TOOBIG:
-			session_printf(s, "%s NO [TOOBIG] Literal too large\r\n", tag);
+			if (s->spool_errno != 0)	/* literal_hook: no spool file for {N} */
+				session_printf(s, "%s NO [UNAVAILABLE] Cannot take the message now "
+					       "(temporary spool failure), try again later\r\n", tag);
+			else
+				session_printf(s, "%s NO [TOOBIG] Literal too large\r\n", tag);
 			session_command_reset(s);
 			continue;
 		case IMAP_PARSE_ERROR:
@@ -471,10 +513,7 @@ static void process_input(struct session *s)
 				session_bye(s, "Too many invalid commands");
 			continue;
 		case IMAP_PARSE_LITERAL_DATA:
-			/* The APPEND message (literal_hook decided to stream it);
-			 * bounded by max_append_size before it started. */
-			buf_append(&s->append, s->parser.chunk.p, s->parser.chunk.len);
-			continue;
+			continue;	/* taken above */
 		case IMAP_PARSE_FATAL:
 		default:
 			session_printf(s, "%s BAD %s\r\n", tag, s->parser.error ? s->parser.error : "Protocol error");
@@ -483,6 +522,8 @@ static void process_input(struct session *s)
 		}
 	}
 out:
+	if (!s->dead && s->cmd == NULL && s->in.len == 0 && s->in.cap > IDLE_BUFFER_MAX)
+		buf_free(&s->in);	/* a long command or literal went through */
 	if (!s->dead) {
 		if (s->in.len < INPUT_HIGH_WATER && !s->starttls_pending && s->tls != TLS_HANDSHAKE)
 			ev_io_start(s->w->loop, &s->rio);
@@ -516,7 +557,7 @@ void session_capabilities(struct session *s, struct buf *out)
 {
 	buf_puts(out, "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE");
 	if (s->state != STATE_NOT_AUTH) {
-		buf_printf(out, " UIDPLUS MOVE UNSELECT IDLE CHILDREN SPECIAL-USE APPENDLIMIT=%lld",
+		buf_printf(out, " UIDPLUS MOVE UNSELECT IDLE CHILDREN SPECIAL-USE CONDSTORE QRESYNC APPENDLIMIT=%lld",
 			   (long long)s->w->cfg->max_append_size);
 	} else {
 		if (s->w->tls != NULL && s->tls == TLS_NONE)
@@ -538,14 +579,38 @@ static void send_greeting(struct session *s)
 }
 
 /* APPEND's message literal is streamed out of the parser (it may be far
- * larger than max_literal_size); every other literal is buffered. */
+ * larger than max_literal_size); every other literal is buffered.  The
+ * size is known here, before the client sends a byte (RFC 3501 7.5 for
+ * {N}; RFC 7888 for {N+}, whose octets follow at once): a message above
+ * append_buffer_size gets its spool file now. */
 static enum imap_literal_mode literal_hook(void *ctx, const struct imap_command *sofar,
 					   uint64_t size, bool nonsync)
 {
 	struct session *s = ctx;
 	if (sofar->nargs >= 2 && imap_arg_is_atom(&sofar->args[0], "APPEND")) {
-		if (size > (uint64_t)s->w->cfg->max_append_size || s->state == STATE_NOT_AUTH)
+		const struct config *cfg = s->w->cfg;
+		if (size > (uint64_t)cfg->max_append_size || s->state == STATE_NOT_AUTH)
 			return IMAP_LITERAL_REJECT;
+		/* One streamed literal per command, the message; a second
+		 * literal is not APPEND syntax: buffered (max_literal_size),
+		 * and cmd_append refuses the command. */
+		if (s->spool != NULL || s->spool_errno != 0 || s->append.len > 0)
+			return IMAP_LITERAL_BUFFER;
+		if (size > (uint64_t)cfg->append_buffer_size) {
+			int e = 0;
+			s->spool = spool_open(cfg->spool_dir, SPOOL_WRITE_BUFFER, &e);
+			if (s->spool == NULL) {
+				s->spool_errno = e;
+				log_error(&s->log, "APPEND: cannot create a spool file in %s: %s",
+					  spool_dir(cfg->spool_dir), strerror(e));
+				/* {N}: NO before the client sends the message
+				 * (IMAP_PARSE_LITERAL_TOOBIG above).  {N+}: its
+				 * octets are on the way; they are dropped and
+				 * cmd_append says NO. */
+				if (!nonsync)
+					return IMAP_LITERAL_REJECT;
+			}
+		}
 		return IMAP_LITERAL_STREAM;
 	}
 	return IMAP_LITERAL_BUFFER;

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "imapd/imapd.h"
+#include "imapd/stats.h"
+#include "imapd/watch.h"
 #include "lib/pg.h"
 #include "notify/notify.h"
 
@@ -168,14 +170,22 @@ bool worker_plaintext_allowed(const struct session *s)
 static void notify_state(void *arg, bool connected)
 {
 	/* notify/ logs the change itself; the worker keeps the state for
-	 * readiness and, with the notification issue, for the re-check of
-	 * every watched mailbox after a reconnect. */
+	 * readiness.  Notifications may have been lost while it was down:
+	 * check every watched mailbox now (DESIGN.md invariant 5). */
 	struct worker *w = arg;
 	w->nats_up = connected;
+	if (connected)
+		watch_recheck_now(w);
+}
+
+static void stats_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct worker *w = t->data;
+	stats_publish(w->stats, w);
 }
 
 int worker_main(const char *config_path, struct config *cfg, int index,
-		const struct listener *ls, int nls, struct throttle *throttle)
+		const struct listener *ls, int nls, struct throttle *throttle, struct stats_table *stats)
 {
 	struct worker w;
 	memset(&w, 0, sizeof(w));
@@ -209,6 +219,12 @@ int worker_main(const char *config_path, struct config *cfg, int index,
 	w.notify = notify_new(w.loop, cfg, w.log_sid, notify_state, &w);
 	w.auth = auth_pool_new(w.loop, (int)cfg->crypt_threads);
 	w.throttle = throttle;
+	w.stats = stats;
+	watch_init(&w);
+	/* Counters for the master's /metrics and /ready, a few times a second. */
+	ev_timer_init(&w.stats_timer, stats_cb, 0.0, 0.25);
+	w.stats_timer.data = &w;
+	ev_timer_start(w.loop, &w.stats_timer);
 
 	for (int i = 0; i < nls && i < MAX_LISTENERS; i++) {
 		struct listener *l = &w.listeners[w.nlisteners++];
@@ -236,6 +252,8 @@ int worker_main(const char *config_path, struct config *cfg, int index,
 	ev_signal_stop(w.loop, &w.sigterm);
 	ev_signal_stop(w.loop, &w.sigint);
 	ev_signal_stop(w.loop, &w.sighup);
+	watch_stop(&w);
+	ev_timer_stop(w.loop, &w.stats_timer);
 	/* Let sessions that were closed release their references: pending
 	 * database callbacks are cancelled by pg_pool_free. */
 	pg_pool_free(&w.pg);

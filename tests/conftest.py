@@ -70,9 +70,10 @@ class Stack:
         self.tmp = tmp
         self.pg_port = free_port()
         self.nats_port = free_port()
-        self.nodes = 2
+        self.nodes = 3
         self.imap_port = free_port_block(self.nodes)
         self.imaps_port = free_port_block(self.nodes)
+        self.metrics_port = free_port_block(self.nodes)
         self.lmtp_port = free_port()
         self.extra = os.path.join(tmp, "extra.conf")
         with open(self.extra, "w") as f:
@@ -82,6 +83,7 @@ class Stack:
         return ["--dir", self.dir, "--pg-port", str(self.pg_port),
                 "--nats-port", str(self.nats_port), "--imap-port", str(self.imap_port),
                 "--imaps-port", str(self.imaps_port), "--lmtp-port", str(self.lmtp_port),
+                "--metrics-port", str(self.metrics_port),
                 "--nodes", str(self.nodes), "--workers", "2", "--bin", BUILD,
                 "--conf-extra", self.extra, "--no-build"]
 

@@ -14,7 +14,7 @@ from imap import Conn, capabilities
 CAPS_PRE = b"IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE STARTTLS AUTH=PLAIN"
 CAPS_TLS = b"IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE AUTH=PLAIN"
 CAPS_AUTH = (b"IMAP4rev1 LITERAL+ SASL-IR ID ENABLE NAMESPACE UIDPLUS MOVE UNSELECT IDLE CHILDREN "
-             b"SPECIAL-USE APPENDLIMIT=52428800")
+             b"SPECIAL-USE CONDSTORE QRESYNC APPENDLIMIT=52428800")
 
 
 def plain(authz, user, pw):
@@ -368,12 +368,15 @@ def test_check_config_and_help(stack, tmp_path):
     from conftest import BUILD
     import subprocess
     conf = tmp_path / "x.conf"
-    conf.write_text('pg_conninfo = "host=127.0.0.1 password=hunter2 dbname=mail"\nmax_input_queue = 99999\n')
+    conf.write_text('pg_conninfo = "host=127.0.0.1 password=hunter2 dbname=mail"\nmax_input_queue = 99999\n'
+                    'nats_url = "nats://imapd:natspw@127.0.0.1:4222,nats://127.0.0.2:4222"\n')
     r = subprocess.run([os.path.join(BUILD, "imapd"), "-c", str(conf), "--check-config"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "max_input_queue = 99999" in r.stdout
     assert "hunter2" not in r.stdout and "password=***" in r.stdout
+    assert "natspw" not in r.stdout
+    assert 'nats_url = "nats://imapd:***@127.0.0.1:4222,nats://127.0.0.2:4222"' in r.stdout
     conf.write_text("max_line_length = 10\n")
     r = subprocess.run([os.path.join(BUILD, "imapd"), "-c", str(conf), "--check-config"],
                        capture_output=True, text=True)
