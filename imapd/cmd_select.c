@@ -55,27 +55,6 @@ struct select_state {
 	uint32_t batch;
 };
 
-/* "3,5:9,12" (mailbox_holes()) -> ranges, calling fn for each. */
-static void holes_each(const char *holes, void (*fn)(void *arg, uint32_t lo, uint32_t hi), void *arg)
-{
-	const char *p = holes;
-	while (*p) {
-		char *end;
-		unsigned long lo = strtoul(p, &end, 10), hi = lo;
-		if (end == p)
-			break;
-		if (*end == ':') {
-			const char *q = end + 1;
-			hi = strtoul(q, &end, 10);
-			if (end == q)
-				break;
-		}
-		if (lo >= 1 && lo <= hi && hi <= UINT32_MAX)
-			fn(arg, (uint32_t)lo, (uint32_t)hi);
-		p = *end == ',' ? end + 1 : end;
-	}
-}
-
 struct view_build {
 	struct selected *sel;
 	uint32_t start, uidnext;

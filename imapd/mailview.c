@@ -349,8 +349,9 @@ static void claimed(void *arg, PGresult *res, const char *err, const char *sqlst
 	session_unref(s);
 }
 
-static void expired_holes(struct selected *sel, const char *p)
+void holes_each(const char *holes, void (*fn)(void *arg, uint32_t lo, uint32_t hi), void *arg)
 {
+	const char *p = holes;
 	while (*p) {
 		char *end;
 		unsigned long lo = strtoul(p, &end, 10), hi = lo;
@@ -362,22 +363,26 @@ static void expired_holes(struct selected *sel, const char *p)
 			if (end == q)
 				break;
 		}
-		if (lo >= 1 && lo <= hi && hi <= UINT32_MAX) {
-			/* The view's UIDs in lo..hi (usually none). */
-			struct seqset v = uidset_view(&sel->uids);
-			for (size_t i = 0; i < v.n; i++) {
-				uint32_t a = MAX(v.r[i].lo, (uint32_t)lo), b = MIN(v.r[i].hi, (uint32_t)hi);
-				if (a > b)
-					continue;
-				uidset_add_range(&sel->pending_expunge, a, b);
-				/* Its modseq is gone: keep the client's
-				 * HIGHESTMODSEQ at what this session knows. */
-				if (sel->pending_expunge_modseq == 0 ||
-				    sel->known_modseq + 1 < sel->pending_expunge_modseq)
-					sel->pending_expunge_modseq = sel->known_modseq + 1;
-			}
-		}
+		if (lo >= 1 && lo <= hi && hi <= UINT32_MAX)
+			fn(arg, (uint32_t)lo, (uint32_t)hi);
 		p = *end == ',' ? end + 1 : end;
+	}
+}
+
+static void expired_hole(void *arg, uint32_t lo, uint32_t hi)
+{
+	struct selected *sel = arg;
+	/* The view's UIDs in lo..hi (usually none). */
+	struct seqset v = uidset_view(&sel->uids);
+	for (size_t i = 0; i < v.n; i++) {
+		uint32_t a = MAX(v.r[i].lo, lo), b = MIN(v.r[i].hi, hi);
+		if (a > b)
+			continue;
+		uidset_add_range(&sel->pending_expunge, a, b);
+		/* Its modseq is gone: keep the client's HIGHESTMODSEQ at
+		 * what this session knows. */
+		if (sel->pending_expunge_modseq == 0 || sel->known_modseq + 1 < sel->pending_expunge_modseq)
+			sel->pending_expunge_modseq = sel->known_modseq + 1;
 	}
 }
 
@@ -426,7 +431,7 @@ int sel_apply_delta(struct cmd *c, PGresult *res, uint32_t limit)
 		/* Tombstones above what this session knows have expired: any
 		 * UID of the view that is now a hole was expunged meanwhile,
 		 * at a modseq not kept, above known_modseq. */
-		expired_holes(sel, PQgetvalue(res, 0, 6));
+		holes_each(PQgetvalue(res, 0, 6), expired_hole, sel);
 	}
 	uint32_t top = MAX(uidset_max(&sel->uids), uidset_max(&sel->pending_new));
 	uint32_t top_before = top;
@@ -713,26 +718,12 @@ enum cmd_result sel_complete(struct cmd *c, bool allow_expunge, void (*reply)(st
 
 static void vanished_batch(struct vanish_read *vr);
 
-static void add_holes(struct vanish_read *vr, const char *p)
+static void add_hole(void *arg, uint32_t lo, uint32_t hi)
 {
-	while (*p) {
-		char *end;
-		unsigned long lo = strtoul(p, &end, 10), hi = lo;
-		if (end == p)
-			break;
-		if (*end == ':') {
-			const char *q = end + 1;
-			hi = strtoul(q, &end, 10);
-			if (end == q)
-				break;
-		}
-		if (lo >= 1 && lo <= hi && hi <= UINT32_MAX) {
-			uint32_t a = MAX((uint32_t)lo, vr->lo), b = MIN((uint32_t)hi, vr->hi);
-			if (a <= b)
-				uidset_add_range(vr->out, a, b);
-		}
-		p = *end == ',' ? end + 1 : end;
-	}
+	struct vanish_read *vr = arg;
+	uint32_t a = MAX(lo, vr->lo), b = MIN(hi, vr->hi);
+	if (a <= b)
+		uidset_add_range(vr->out, a, b);
 }
 
 static void vanished_read_cb(void *arg, PGresult *res, const char *err, const char *sqlstate)
@@ -752,7 +743,7 @@ static void vanished_read_cb(void *arg, PGresult *res, const char *err, const ch
 		/* Tombstones at or below the floor were folded into ranges
 		 * without their modseqs: every hole counts (3.2.6 note). */
 		uidset_clear(vr->out);
-		add_holes(vr, PQgetvalue(res, 0, 2));
+		holes_each(PQgetvalue(res, 0, 2), add_hole, vr);
 		vr->below_floor = true;
 		vr->done(c, vr, NULL);
 		session_unref(s);

@@ -168,6 +168,9 @@ bool sel_recent(const struct selected *sel, uint32_t uid);
 /* How many messages of the view are \Recent here. */
 uint32_t sel_recent_count(const struct selected *sel);
 
+/* Call fn for each range of a mailbox_holes() string ("3,5:9,12"). */
+void holes_each(const char *holes, void (*fn)(void *arg, uint32_t lo, uint32_t hi), void *arg);
+
 /* Read the UIDs in lo..hi that vanished from the selected mailbox after
  * modseq `from` (and at or before `to`, 0: no bound): the tombstones above
  * it, in modseq-ordered batches; or, when `from` is below the mailbox's
