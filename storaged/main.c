@@ -21,6 +21,7 @@
 #include <ev.h>
 
 #include "lib/config.h"
+#include "lib/httpd.h"
 #include "lib/log.h"
 #include "lib/pg.h"
 #include "notify/notify.h"
@@ -37,6 +38,7 @@ struct storaged {
 	struct notify *notify;
 	struct hk *hk;		/* periodic jobs */
 	struct pg_req *health;	/* running health query */
+	struct httpd *http;	/* /ready and /metrics on metrics_listen */
 	ev_timer health_timer;
 	ev_signal sigterm, sigint;
 	int exit_signal;
@@ -68,6 +70,43 @@ static void health_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct storaged *sd = w->data;
 	if (sd->health == NULL)
 		sd->health = pg_query(sd->pg, "SELECT 1", 0, NULL, NULL, NULL, 0, health_done, sd);
+}
+
+/* GET /ready: 200 while PostgreSQL is reachable; NATS down is said but
+ * does not make storaged unready (it serves without it, DESIGN.md
+ * invariant 5).  GET /metrics: Prometheus text. */
+static const char *http_handler(void *arg, const char *path, struct buf *body)
+{
+	struct storaged *sd = arg;
+	bool pg = pg_pool_up(sd->pg), nats = notify_connected(sd->notify);
+	if (strcmp(path, "/ready") == 0) {
+		buf_printf(body, "postgresql %s, nats %s\n%s\n", pg ? "up" : "down",
+			   nats ? "up" : "down (watchers converge through their periodic check)",
+			   pg ? "ready" : "not ready");
+		return pg ? "200 OK" : "503 Service Unavailable";
+	}
+	if (strcmp(path, "/metrics") == 0) {
+		buf_printf(body, "# TYPE storaged_postgresql_up gauge\nstoraged_postgresql_up %d\n", pg);
+		buf_printf(body, "# TYPE storaged_nats_up gauge\nstoraged_nats_up %d\n", nats);
+		static const char *const jobs[] = { "tombstones", "append-stage" };
+		buf_puts(body, "# TYPE storaged_job_runs_total counter\n"
+			       "# TYPE storaged_job_failures_total counter\n"
+			       "# TYPE storaged_job_items_total counter\n");
+		for (size_t i = 0; i < ARRAY_SIZE(jobs); i++) {
+			struct hk_job_stats st;
+			if (hk_job_stats(sd->hk, jobs[i], &st) < 0)
+				continue;
+			buf_printf(body, "storaged_job_runs_total{job=\"%s\"} %llu\n", jobs[i],
+				   (unsigned long long)st.runs);
+			buf_printf(body, "storaged_job_failures_total{job=\"%s\"} %llu\n", jobs[i],
+				   (unsigned long long)st.failures);
+			buf_printf(body, "storaged_job_items_total{job=\"%s\"} %llu\n", jobs[i],
+				   (unsigned long long)st.total);
+		}
+		return "200 OK";
+	}
+	buf_puts(body, "try /metrics or /ready\n");
+	return "404 Not Found";
 }
 
 static void notify_state(void *arg, bool connected)
@@ -186,6 +225,13 @@ int main(int argc, char **argv)
 	sd.health_timer.data = &sd;
 	ev_timer_start(sd.loop, &sd.health_timer);
 	sd.hk = hk_new(sd.loop, sd.pg, &cfg);
+	if (cfg.metrics_listen[0] != '\0') {
+		sd.http = httpd_new(sd.loop, cfg.metrics_listen, http_handler, &sd, err, sizeof(err));
+		if (sd.http == NULL)
+			log_warn(NULL, "metrics_listen: %s; no /ready or /metrics", err);
+		else
+			log_info(NULL, "metrics and readiness on http://%s/metrics and /ready", cfg.metrics_listen);
+	}
 
 	log_info(NULL, "storaged started (node %s; LMTP delivery not implemented yet)", cfg.node_name);
 	ev_run(sd.loop, 0);
@@ -194,6 +240,7 @@ int main(int argc, char **argv)
 	ev_timer_stop(sd.loop, &sd.health_timer);
 	ev_signal_stop(sd.loop, &sd.sigterm);
 	ev_signal_stop(sd.loop, &sd.sigint);
+	httpd_free(&sd.http);
 	hk_free(&sd.hk);	/* cancels its query before the pool goes */
 	pg_pool_free(&sd.pg);	/* a running health query gets "shutting down" */
 	notify_free(&sd.notify);

@@ -73,7 +73,8 @@ class Stack:
         self.nodes = 3
         self.imap_port = free_port_block(self.nodes)
         self.imaps_port = free_port_block(self.nodes)
-        self.metrics_port = free_port_block(self.nodes)
+        # node k on metrics_port + k, storaged on metrics_port + nodes
+        self.metrics_port = free_port_block(self.nodes + 1)
         self.lmtp_port = free_port()
         self.extra = os.path.join(tmp, "extra.conf")
         with open(self.extra, "w") as f:

@@ -156,6 +156,15 @@ def test_sessions_converge_while_nats_is_down(stack, account, imapd_factory):
         for i in range(10):
             w.ok("STORE %d %sFLAGS.SILENT ($k%d)" % (i % 5 + 1, "+" if i % 3 else "-", i))
         drain(time.monotonic() + 4)
+        # imapd and storaged serve on, ready, and say NATS is down.
+        for port in (stack.metrics_port, stack.metrics_port + stack.nodes):
+            deadline = time.monotonic() + 15
+            while True:
+                code, body = http_get(port, "/ready")
+                if "nats down" in body or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert code == 200 and "nats down" in body and body.endswith("ready\n"), body
     finally:
         stack.run("start-nats")
     for i in range(10, 20):
@@ -204,6 +213,12 @@ def test_metrics_and_readiness(stack):
         assert "# TYPE %s " % name in body and (name + "{worker=\"0\"}") in body
     code, _ = http_get(port, "/nothing")
     assert code == 404
+    # storaged, after the nodes
+    code, body = http_get(port + stack.nodes, "/ready")
+    assert code == 200 and body == "postgresql up, nats up\nready\n", body
+    code, body = http_get(port + stack.nodes, "/metrics")
+    assert code == 200 and "storaged_postgresql_up 1" in body
+    assert 'storaged_job_runs_total{job="tombstones"}' in body
 
 
 def test_burst_is_coalesced_one_query_per_mailbox(stack, account, imapd_factory):

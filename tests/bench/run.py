@@ -418,7 +418,7 @@ def main():
         st.imap_port = conftest.free_port_block(3)
         st.imaps_port = conftest.free_port_block(3)
         if hasattr(st, "metrics_port"):
-            st.metrics_port = conftest.free_port_block(3)
+            st.metrics_port = conftest.free_port_block(4)
     with open(st.extra, "w") as f:
         f.write("log_level = info\n")
     r = st.run("up", "--pg-nosync", check=False)
