@@ -297,7 +297,7 @@ class _HotSession:
                           % (self.tag, self.uid, b"+" if self.add else b"-", self.kw))
 
 
-_OWN_FETCH = re.compile(rb"\* \d+ FETCH \(UID (\d+) MODSEQ \((\d+)\)\)\r\n")
+_OWN_FETCH = re.compile(rb"\* \d+ FETCH \(UID (\d+) (?:FLAGS \([^)]*\) )?MODSEQ \((\d+)\)\)\r\n")
 
 
 def bench_hot_store(st, user, sessions=50, seconds=10.0, n_msgs=1000, seed=7162):
@@ -361,9 +361,13 @@ def bench_hot_store(st, user, sessions=50, seconds=10.0, n_msgs=1000, seed=7162)
                 del s.buf[:j + 2]
                 if b" OK " not in tagged:
                     failures.append(tagged)
+                # The STORE's own line comes first; the sync before the
+                # tagged OK may add the same UID again, changed later by
+                # another session (with FLAGS when .SILENT met an untold
+                # change).
                 own = [int(m) for uid, m in _OWN_FETCH.findall(head) if int(uid) == s.uid]
                 if own:
-                    s.modseqs.append(own[-1])
+                    s.modseqs.append(own[0])
                 else:
                     s.missing += 1
                 s.other += head.count(b" FETCH (") - len(own)
