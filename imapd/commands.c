@@ -10,26 +10,27 @@
 #include <strings.h>
 
 #include "imapd/imapd.h"
+#include "imapd/mailview.h"
 #include "lib/pg.h"
 
 static const struct cmd_def commands[] = {
-	{ "CAPABILITY", STATE_ANY, cmd_capability, 0 },
+	{ "CAPABILITY", STATE_ANY, cmd_capability, CMDF_PRESYNC },
 	{ "NOOP", STATE_ANY, cmd_noop, 0 },
 	{ "LOGOUT", STATE_ANY, cmd_logout, 0 },
-	{ "ID", STATE_ANY, cmd_id, 0 },
+	{ "ID", STATE_ANY, cmd_id, CMDF_PRESYNC },
 	{ "STARTTLS", STATE_NOT_AUTH, cmd_starttls, 0 },
 	{ "LOGIN", STATE_NOT_AUTH, cmd_login, 0 },
 	{ "AUTHENTICATE", STATE_NOT_AUTH, cmd_authenticate, 0 },
 	{ "ENABLE", STATE_AUTH, cmd_enable, 0 },
-	{ "NAMESPACE", STATE_AUTH | STATE_SELECTED, cmd_namespace, 0 },
-	{ "CREATE", STATE_AUTH | STATE_SELECTED, cmd_create, 0 },
-	{ "DELETE", STATE_AUTH | STATE_SELECTED, cmd_delete, 0 },
-	{ "RENAME", STATE_AUTH | STATE_SELECTED, cmd_rename, 0 },
-	{ "SUBSCRIBE", STATE_AUTH | STATE_SELECTED, cmd_subscribe, 0 },
-	{ "UNSUBSCRIBE", STATE_AUTH | STATE_SELECTED, cmd_unsubscribe, 0 },
-	{ "LIST", STATE_AUTH | STATE_SELECTED, cmd_list, 0 },
-	{ "LSUB", STATE_AUTH | STATE_SELECTED, cmd_lsub, 0 },
-	{ "STATUS", STATE_AUTH | STATE_SELECTED, cmd_status, 0 },
+	{ "NAMESPACE", STATE_AUTH | STATE_SELECTED, cmd_namespace, CMDF_PRESYNC },
+	{ "CREATE", STATE_AUTH | STATE_SELECTED, cmd_create, CMDF_PRESYNC },
+	{ "DELETE", STATE_AUTH | STATE_SELECTED, cmd_delete, CMDF_PRESYNC },
+	{ "RENAME", STATE_AUTH | STATE_SELECTED, cmd_rename, CMDF_PRESYNC },
+	{ "SUBSCRIBE", STATE_AUTH | STATE_SELECTED, cmd_subscribe, CMDF_PRESYNC },
+	{ "UNSUBSCRIBE", STATE_AUTH | STATE_SELECTED, cmd_unsubscribe, CMDF_PRESYNC },
+	{ "LIST", STATE_AUTH | STATE_SELECTED, cmd_list, CMDF_PRESYNC },
+	{ "LSUB", STATE_AUTH | STATE_SELECTED, cmd_lsub, CMDF_PRESYNC },
+	{ "STATUS", STATE_AUTH | STATE_SELECTED, cmd_status, CMDF_PRESYNC },
 	{ "SELECT", STATE_AUTH | STATE_SELECTED, cmd_select, 0 },
 	{ "EXAMINE", STATE_AUTH | STATE_SELECTED, cmd_examine, 0 },
 	{ "APPEND", STATE_AUTH | STATE_SELECTED, cmd_append, 0 },
@@ -147,6 +148,19 @@ void cmd_done(struct cmd *c)
 	finish(c, true);
 }
 
+/* After the sync of a CMDF_PRESYNC command: tell what changed, then run
+ * it.  Its arguments live in the parser, which is not reset while the
+ * command is pending. */
+static void presynced(struct cmd *c)
+{
+	struct session *s = c->s;
+	if (s->dead || s->cmd != c)
+		return;
+	sel_announce(s, true);
+	if (c->def->fn(c) == CMD_DONE && s->cmd == c)
+		cmd_done(c);
+}
+
 void cmd_run(struct session *s, const struct imap_command *pc)
 {
 	struct cmd *c = arena_zalloc(&s->cmd_arena, sizeof(*c));
@@ -194,6 +208,10 @@ void cmd_run(struct session *s, const struct imap_command *pc)
 
 	s->cmd = c;
 	session_ref(s);		/* released by cmd_done */
+	if ((c->def->flags & CMDF_PRESYNC) && s->sel != NULL && s->sel->dirty && !s->sel->gone) {
+		sel_sync(c, presynced);
+		return;
+	}
 	if (c->def->fn(c) == CMD_PENDING)
 		return;
 	if (s->cmd == c)

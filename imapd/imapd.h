@@ -205,6 +205,11 @@ struct cmd_def {
 /* Command flags. */
 enum {
 	CMDF_UID = 1 << 0,	/* "UID <name>" form */
+	/* In the selected state, bring a stale view up to date (and tell
+	 * the client) before running: commands that do not sync themselves
+	 * at their end (sel_complete) still deliver other sessions' changes
+	 * (RFC 3501 7.4.1 allows EXPUNGE around them). */
+	CMDF_PRESYNC = 1 << 1,
 };
 
 struct cmd {

@@ -320,3 +320,39 @@ def test_notify_tail_prints_a_tenants_notifications(stack, account):
     subject = "mail.%s.%s" % (tenant, mbox)
     assert re.fullmatch(r"\S+Z %s \d+ append" % re.escape(subject), lines[0]), lines
     assert re.fullmatch(r"\S+Z %s \d+ flags" % re.escape(subject), lines[1]), lines
+
+
+def test_changes_arrive_with_any_command(stack, account):
+    """Issue 3: other sessions' changes reach a selected session after
+    commands too, not only at NOOP/IDLE: the NATS notification marks the
+    view stale, and the next command (here LIST and STATUS) syncs first."""
+    a = login(stack.node_port(0), account)
+    for _ in range(3):
+        append(a)
+    a.ok("SELECT INBOX")
+    b = login(stack.node_port(1), account)
+    b.ok("SELECT INBOX")
+    b.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")
+    b.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
+    b.ok("EXPUNGE")
+    deadline = time.monotonic() + 10
+    told = []
+    while time.monotonic() < deadline:
+        u, _ = a.ok('LIST "" INBOX')
+        told += u
+        if b"* 3 EXPUNGE\r\n" in told:
+            break
+        time.sleep(0.2)
+    assert b"* 2 FETCH (FLAGS (\\Flagged \\Recent))\r\n" in told, told
+    assert b"* 3 EXPUNGE\r\n" in told, told
+    # The command's own answer still comes, after the updates.
+    assert told[-1].startswith(b"* LIST ")
+    append(b)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        u, _ = a.ok("STATUS Trash (MESSAGES)")
+        if u[0] != b"* STATUS Trash (MESSAGES 0)\r\n":
+            break
+        time.sleep(0.2)
+    assert u[0] == b"* 3 EXISTS\r\n" and re.fullmatch(rb"\* \d RECENT\r\n", u[1]), u
+    assert u[-1] == b"* STATUS Trash (MESSAGES 0)\r\n"
