@@ -51,6 +51,7 @@ struct fetch_state {
 	bool changedsince_set, vanished;
 	uint64_t changedsince;
 	struct uidset vanished_uids;	/* while VANISHED (EARLIER) is read */
+	struct seqset vanished_set;	/* the client's UID set, for it */
 	uint64_t after_modseq;	/* CHANGEDSINCE batching: read (modseq, uid) above these */
 	uint32_t after_uid;
 	bool last_batch;
@@ -476,29 +477,8 @@ static void vanished_done(struct cmd *c, struct vanish_read *vr, const char *err
 		cmd_done(c);
 		return;
 	}
-	/* Only UIDs of the client's set ... */
-	struct seqset set;
-	const char *perr = NULL;
-	struct str text;
-	imap_arg_atom(&c->args[0], &text);
-	seqset_parse(text, (size_t)s->w->cfg->max_args, c->arena, &set, &perr);
-	seqset_resolve(&set, UINT32_MAX);
-	struct uidset out = UIDSET_INIT;
-	struct seqset got = uidset_view(&st->vanished_uids);
-	for (size_t i = 0; i < got.n; i++)
-		for (size_t k = 0; k < set.n; k++) {
-			uint32_t a = MAX(got.r[i].lo, set.r[k].lo), b = MIN(got.r[i].hi, set.r[k].hi);
-			if (a <= b)
-				uidset_add_range(&out, a, b);
-		}
-	uidset_free(&st->vanished_uids);
-	/* ... and not in the view: those are expunges this session has not
-	 * told yet; they come as VANISHED (without EARLIER) when allowed. */
-	struct seqset v = uidset_view(&s->sel->uids);
-	for (size_t i = 0; i < v.n && uidset_count(&out) > 0; i++)
-		uidset_remove_range(&out, v.r[i].lo, v.r[i].hi);
-	sel_write_vanished(s, &out, true);
-	uidset_free(&out);
+	/* Only UIDs of the client's set (not resolved against the view). */
+	sel_vanished_earlier(s, &st->vanished_uids, &st->vanished_set, 0);
 	if (st->all.n == 0)
 		fetch_finish(c, true);
 	else
@@ -513,17 +493,19 @@ static void vanished_step(struct cmd *c)
 		next_batch(c);
 		return;
 	}
-	struct seqset set;
+	/* The client's UID set as given ("*" past every UID, so the
+	 * expunge of the highest UID counts too). */
+	struct seqset *set = &st->vanished_set;
 	const char *err = NULL;
 	struct str text;
 	imap_arg_atom(&c->args[0], &text);
-	seqset_parse(text, (size_t)s->w->cfg->max_args, c->arena, &set, &err);
-	seqset_resolve(&set, UINT32_MAX);
+	seqset_parse(text, (size_t)s->w->cfg->max_args, c->arena, set, &err);
+	seqset_resolve(set, UINT32_MAX);
 	struct vanish_read *vr = arena_zalloc(c->arena, sizeof(*vr));
 	vr->c = c;
 	vr->from = st->changedsince;
-	vr->lo = set.n ? set.r[0].lo : 1;
-	vr->hi = seqset_max(&set);
+	vr->lo = set->n ? set->r[0].lo : 1;
+	vr->hi = seqset_max(set);
 	vr->out = &st->vanished_uids;
 	vr->done = vanished_done;
 	uidset_init(&st->vanished_uids);

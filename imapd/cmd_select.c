@@ -206,31 +206,9 @@ static void vanished_read(struct cmd *c, struct vanish_read *vr, const char *err
 		cmd_done(c);
 		return;
 	}
-	/* Only known UIDs, above the sequence-match floor, and none still
-	 * in the view (an expunge after this SELECT's snapshot is told later
-	 * as VANISHED without EARLIER). */
-	struct uidset out = UIDSET_INIT;
-	struct seqset got = uidset_view(&st->vanished);
-	for (size_t i = 0; i < got.n; i++) {
-		uint32_t lo = MAX(got.r[i].lo, st->above + 1), hi = got.r[i].hi;
-		if (lo > hi)
-			continue;
-		if (!st->have_known) {
-			uidset_add_range(&out, lo, hi);
-			continue;
-		}
-		for (size_t k = 0; k < st->known.n; k++) {
-			uint32_t a = MAX(lo, st->known.r[k].lo), b = MIN(hi, st->known.r[k].hi);
-			if (a <= b)
-				uidset_add_range(&out, a, b);
-		}
-	}
-	uidset_free(&st->vanished);
-	struct seqset v = uidset_view(&s->sel->uids);
-	for (size_t i = 0; i < v.n && uidset_count(&out) > 0; i++)
-		uidset_remove_range(&out, v.r[i].lo, v.r[i].hi);
-	sel_write_vanished(s, &out, true);
-	uidset_free(&out);
+	/* Only known UIDs, above the sequence-match floor; an expunge after
+	 * this SELECT's snapshot is still in the view and told later. */
+	sel_vanished_earlier(s, &st->vanished, st->have_known ? &st->known : NULL, st->above);
 	st->after_modseq = st->q_modseq;
 	st->after_uid = UINT32_MAX;
 	qresync_changes(c);

@@ -802,3 +802,29 @@ void sel_read_vanished(struct vanish_read *vr)
 		vr->batch = SEL_DELTA_LIMIT;
 	vanished_batch(vr);
 }
+
+void sel_vanished_earlier(struct session *s, struct uidset *got, const struct seqset *only, uint32_t above)
+{
+	struct uidset out = UIDSET_INIT;
+	struct seqset g = uidset_view(got);
+	for (size_t i = 0; i < g.n; i++) {
+		uint32_t lo = MAX(g.r[i].lo, above + 1), hi = g.r[i].hi;
+		if (lo > hi)
+			continue;
+		if (only == NULL) {
+			uidset_add_range(&out, lo, hi);
+			continue;
+		}
+		for (size_t k = 0; k < only->n; k++) {
+			uint32_t a = MAX(lo, only->r[k].lo), b = MIN(hi, only->r[k].hi);
+			if (a <= b)
+				uidset_add_range(&out, a, b);
+		}
+	}
+	uidset_free(got);
+	struct seqset v = uidset_view(&s->sel->uids);
+	for (size_t i = 0; i < v.n && uidset_count(&out) > 0; i++)
+		uidset_remove_range(&out, v.r[i].lo, v.r[i].hi);
+	sel_write_vanished(s, &out, true);
+	uidset_free(&out);
+}

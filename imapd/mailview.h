@@ -190,6 +190,11 @@ struct vanish_read {
 	uint32_t after_uid;
 };
 void sel_read_vanished(struct vanish_read *vr);
+/* Write "* VANISHED (EARLIER)" (RFC 7162 3.2.10.1) for the UIDs in got that
+ * are in `only` (a resolved set; NULL: all) and above `above`, leaving out
+ * UIDs still in the view: those are expunges the session has not told
+ * yet, which come as VANISHED without EARLIER when allowed.  Frees got. */
+void sel_vanished_earlier(struct session *s, struct uidset *got, const struct seqset *only, uint32_t above);
 
 /* cmd_expunge.c: expunge \Deleted messages (all, or those in ranges);
  * silent drops them from the view without untagged EXPUNGE (CLOSE). */
